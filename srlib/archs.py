@@ -1,0 +1,212 @@
+"""Networks: the SRGAN generator and discriminator, and the paper's attention generator.
+
+- SRGAN: Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial
+  Network", arXiv 1609.04802. Layer for layer as the public leftthomas/SRGAN PyTorch code, which the
+  paper's training loop follows (5 residual blocks; 734,219 generator and 5,215,425 discriminator
+  parameters, the counts printed in that repository's README).
+- Channel attention: the CALayer of RCAN, Zhang et al., "Image Super-Resolution Using Very Deep Residual
+  Channel Attention Networks", arXiv 1807.02758.
+- Group normalization: Wu & He, "Group Normalization", arXiv 1803.08494.
+
+Images are RGB in [0, 1], layout (B, 3, H, W). Only ``nn.Module``s live here (plus two helpers).
+"""
+
+import math
+
+import torch
+from torch import nn
+
+NORMS = ("group", "batch", "none")
+ATTENTIONS = ("channel", "none")
+ACTS = ("prelu", "relu", "lrelu")
+
+
+def _norm(kind, n_feats, groups):
+    if kind == "group":
+        return nn.GroupNorm(groups, n_feats)
+    if kind == "batch":
+        return nn.BatchNorm2d(n_feats)
+    return nn.Identity()
+
+
+def _act(kind):
+    if kind == "prelu":
+        return nn.PReLU()  # one learnable slope, as SRGAN
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+
+
+class ResidualBlock(nn.Module):
+    """SRGAN residual block: conv3x3-BN-PReLU-conv3x3-BN, plus the skip."""
+
+    def __init__(self, n_feats):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feats, n_feats, 3, padding=1), nn.BatchNorm2d(n_feats), nn.PReLU(),
+            nn.Conv2d(n_feats, n_feats, 3, padding=1), nn.BatchNorm2d(n_feats),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ChannelAttention(nn.Module):
+    """RCAN CALayer: global average pool, 1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C, sigmoid, rescale."""
+
+    def __init__(self, n_feats, reduction=16):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                          # (B, C, 1, 1)
+            nn.Conv2d(n_feats, n_feats // reduction, 1), nn.ReLU(inplace=True),  # (B, C/r, 1, 1)
+            nn.Conv2d(n_feats // reduction, n_feats, 1), nn.Sigmoid(),           # (B, C, 1, 1)
+        )
+
+    def forward(self, x):
+        return x * self.gate(x)  # (B, C, H, W)
+
+
+class AttentionResidualBlock(nn.Module):
+    """The paper's block: ``convs`` x (conv3x3 -> norm), act between convs, then attention, then skip."""
+
+    def __init__(self, n_feats, convs=3, norm="group", groups=8, attention="channel", reduction=16,
+                 act="prelu"):
+        super().__init__()
+        layers = []
+        for i in range(convs):
+            layers += [nn.Conv2d(n_feats, n_feats, 3, padding=1), _norm(norm, n_feats, groups)]
+            if i < convs - 1:  # no activation after the last conv, as SRGAN's block
+                layers.append(_act(act))
+        self.body = nn.Sequential(*layers)
+        self.attention = ChannelAttention(n_feats, reduction) if attention == "channel" else nn.Identity()
+
+    def forward(self, x):
+        return x + self.attention(self.body(x))
+
+
+class UpsampleBlock(nn.Sequential):
+    """x2 upsampling: conv3x3 to 4C, PixelShuffle(2), PReLU. (B, C, H, W) -> (B, C, 2H, 2W)."""
+
+    def __init__(self, n_feats):
+        super().__init__(nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1), nn.PixelShuffle(2), nn.PReLU())
+
+
+# --------------------------------------------------------------------------------------------- networks
+
+
+class _ResNetGenerator(nn.Module):
+    """Shared skeleton: 9x9 head + PReLU, residual blocks, conv3x3-norm, long skip, x2 stages, 9x9 tail."""
+
+    def __init__(self, scale, n_feats, blocks, trunk_norm):
+        super().__init__()
+        if not (isinstance(scale, int) and scale >= 2 and scale & (scale - 1) == 0):
+            raise ValueError(f"scale must be a power of 2 (2, 4, 8, ...), got {scale!r}")
+        self.scale = scale
+        self.head = nn.Sequential(nn.Conv2d(3, n_feats, 9, padding=4), nn.PReLU())
+        self.body = nn.Sequential(*blocks)
+        self.trunk = nn.Sequential(nn.Conv2d(n_feats, n_feats, 3, padding=1), trunk_norm)
+        self.upsample = nn.Sequential(*[UpsampleBlock(n_feats) for _ in range(int(math.log2(scale)))])
+        self.tail = nn.Conv2d(n_feats, 3, 9, padding=4)
+
+    def forward(self, x):                          # (B, 3, h, w) in [0, 1]
+        feat = self.head(x)                        # (B, C, h, w)
+        feat = feat + self.trunk(self.body(feat))  # long skip
+        feat = self.upsample(feat)                 # (B, C, h*s, w*s)
+        return (torch.tanh(self.tail(feat)) + 1) / 2  # (B, 3, h*s, w*s) in [0, 1]
+
+
+class SRGANGenerator(_ResNetGenerator):
+    """SRGAN generator as leftthomas/SRGAN (``n_blocks=5`` there; the SRGAN paper used 16)."""
+
+    def __init__(self, scale=4, n_blocks=5, n_feats=64):
+        blocks = [ResidualBlock(n_feats) for _ in range(n_blocks)]
+        super().__init__(scale, n_feats, blocks, nn.BatchNorm2d(n_feats))
+        self.config = {"arch": "srgan", "kwargs": dict(scale=scale, n_blocks=n_blocks, n_feats=n_feats)}
+
+
+class AttentionGenerator(_ResNetGenerator):
+    """The paper's generator: SRGAN's skeleton with attention residual blocks.
+
+    Args:
+        scale: upscaling factor, a power of 2; 4 as the paper.
+        n_blocks: residual blocks; 5 equals the baseline SRGAN's depth, so the comparison is fair.
+        n_feats: channels in the trunk; 64 as SRGAN.
+        convs_per_block: 3x3 convs per block, 2 or 3; 3 as the paper ("two convolutional layers
+            into three"), 2 gives SRGAN's block for ablation.
+        norm: 'group', 'batch' or 'none', after every conv in a block and after the trunk-end conv;
+            'group' as the paper (GN replaces BN).
+        groups: GroupNorm groups; 8 so that each group has 8 channels at 64 features.
+        attention: 'channel' (RCAN CALayer after the convs, before the skip add) or 'none'; the paper
+            adds attention "after the convolution" and cites RCAN.
+        reduction: channel-attention squeeze ratio C -> C/r; 16 as RCAN.
+        act: 'prelu', 'relu' or 'lrelu' (0.2), between convs but not after the last; 'prelu' and that
+            placement as SRGAN's block.
+
+    With ``convs_per_block=2, norm='batch', attention='none'`` this is exactly ``SRGANGenerator``.
+    """
+
+    def __init__(self, scale=4, n_blocks=5, n_feats=64, convs_per_block=3, norm="group", groups=8,
+                 attention="channel", reduction=16, act="prelu"):
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        if act not in ACTS:
+            raise ValueError(f"act must be one of {ACTS}, got {act!r}")
+        if convs_per_block not in (2, 3):
+            raise ValueError(f"convs_per_block must be 2 or 3, got {convs_per_block!r}")
+        if norm == "group" and (groups < 1 or n_feats % groups):
+            raise ValueError(f"n_feats={n_feats} is not divisible by groups={groups}")
+        if attention == "channel" and not 1 <= reduction <= n_feats:
+            raise ValueError(f"reduction must be in [1, n_feats={n_feats}], got {reduction!r}")
+        blocks = [AttentionResidualBlock(n_feats, convs_per_block, norm, groups, attention, reduction, act)
+                  for _ in range(n_blocks)]
+        super().__init__(scale, n_feats, blocks, _norm(norm, n_feats, groups))
+        self.config = {"arch": "attention", "kwargs": dict(
+            scale=scale, n_blocks=n_blocks, n_feats=n_feats, convs_per_block=convs_per_block, norm=norm,
+            groups=groups, attention=attention, reduction=reduction, act=act)}
+
+
+class Discriminator(nn.Module):
+    """SRGAN discriminator as leftthomas/SRGAN: 8 convs, pool, two 1x1 convs; forward gives P(real), (B,)."""
+
+    def __init__(self):
+        super().__init__()
+        widths = [64, 64, 128, 128, 256, 256, 512, 512]
+        layers, c_in = [], 3
+        for i, c_out in enumerate(widths):
+            layers.append(nn.Conv2d(c_in, c_out, 3, stride=1 + i % 2, padding=1))  # stride 2 on 2,4,6,8
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)  # (B, 512, H/16, W/16)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),            # (B, 512, 1, 1)
+            nn.Conv2d(512, 1024, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(1024, 1, 1),              # (B, 1, 1, 1)
+        )
+
+    def logits(self, x):
+        return self.classifier(self.features(x)).flatten()  # (B,)
+
+    def forward(self, x):
+        return torch.sigmoid(self.logits(x))  # (B,) in (0, 1)
+
+
+GENERATORS = {"srgan": SRGANGenerator, "attention": AttentionGenerator}
+
+
+def build_generator(arch, **kwargs):
+    """Build a generator by name ('srgan' or 'attention'); ``model.config`` rebuilds it this way."""
+    if arch not in GENERATORS:
+        raise ValueError(f"unknown generator arch {arch!r}; choose one of {sorted(GENERATORS)}")
+    return GENERATORS[arch](**kwargs)
+
+
+def count_parameters(module):
+    """Number of parameters (trainable or not) in ``module``."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,251 @@
+"""Download public SR datasets (DIV2K, Set5, Set14, BSD100, Urban100) into a data root.
+
+Layout produced: ``<root>/<Name>/HR/*.png`` and, where the archive has them,
+``<root>/<Name>/LR_bicubic/X4/*.png`` (each LR file named like its HR image)::
+
+    from srlib.download import download
+    download("DIV2K", "data")   # -> data/DIV2K/HR/0001.png ... (800 train images, 3.5 GB)
+    download("Set5", "data")    # EDSR benchmark pack -> data/Set5, Set14, BSD100, Urban100
+
+An archive is streamed to ``<root>/.downloads/<file>.part`` (resumed with an HTTP Range request
+after an interruption), checked against its pinned sha256, extracted into a temporary folder
+inside ``root``, and only then is each dataset folder renamed into place: a half-written dataset
+never appears under its final name. Datasets already present are left alone.
+"""
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+CHUNK = 1 << 20  # bytes per read while streaming and hashing
+
+
+class DownloadError(RuntimeError):
+    """A download, checksum or extraction failed; the message names the URL or file."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Map archive members under folder ``src`` to folder ``dst`` under the data root.
+
+    ``strip`` is cut from the end of each file's stem: with ``strip='x4'``, ``babyx4.png`` -> ``baby.png``.
+    """
+    src: str
+    dst: str
+    strip: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One archive: its URL, sha256 (None when no published value is known) and extraction rules.
+
+    Archive members that no rule takes are skipped.
+    """
+    url: str
+    sha256: str | None
+    rules: tuple[Rule, ...]
+    size: int | None = None  # bytes, for information
+
+    @property
+    def filename(self):
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def datasets(self):
+        """Dataset folders this source creates under the root, e.g. ('Set5', 'Set14', ...)."""
+        return tuple(dict.fromkeys(rule.dst.split("/")[0] for rule in self.rules))
+
+
+def _benchmark_rules():
+    """EDSR pack: benchmark/<Set>/HR/x.png and benchmark/<Set>/LR_bicubic/X4/xx4.png (X2, X3 skipped)."""
+    rules = []
+    for folder, name in [("Set5", "Set5"), ("Set14", "Set14"), ("B100", "BSD100"), ("Urban100", "Urban100")]:
+        rules.append(Rule(f"benchmark/{folder}/HR/", f"{name}/HR/"))
+        rules.append(Rule(f"benchmark/{folder}/LR_bicubic/X4/", f"{name}/LR_bicubic/X4/", strip="x4"))
+    return tuple(rules)
+
+
+SOURCES = {
+    # sha256 and size of both DIV2K zips: tensorflow/datasets, tensorflow_datasets/url_checksums/div2k.txt
+    # (the official ETH server, listed there under https).
+    "DIV2K": Source(
+        "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip",
+        "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
+        (Rule("DIV2K_train_HR/", "DIV2K/HR/"),), size=3530603713),
+    "DIV2K_valid": Source(
+        "https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip",
+        "20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
+        (Rule("DIV2K_valid_HR/", "DIV2K_valid/HR/"),), size=448993893),
+    # The EDSR authors publish no checksum. This sha256 is the one pinned by the public repository
+    # YeapJieShen/single-image-super-resolution (tests/reference/fetch_urban100.py and
+    # tests/utils/test_imresize.py, "250112000-byte archive"): a third party's record, not the authors'.
+    "benchmark": Source(
+        "https://cv.snu.ac.kr/research/EDSR/benchmark.tar",
+        "80c21c333bbf6ceb5308b7243761f8284478274413a97b96f1d63e9045fd93e8",
+        _benchmark_rules(), size=250112000),
+}
+
+
+def find_source(name):
+    """The Source for a SOURCES key or for a dataset one provides ('Set5' -> the benchmark pack)."""
+    if name in SOURCES:
+        return SOURCES[name]
+    for source in SOURCES.values():
+        if name in source.datasets:
+            return source
+    choices = ", ".join(f"{key} ({', '.join(s.datasets)})" for key, s in SOURCES.items())
+    raise ValueError(f"unknown dataset {name!r}; choose from {choices}")
+
+
+def download(name, root, allow_unverified=False, progress=True):
+    """Download and lay out dataset ``name`` under ``root``; return its dataset folders.
+
+    ``name`` is a key of SOURCES, a dataset one provides ('Set5', 'BSD100', ...) or a Source.
+    Datasets that already exist under ``root`` are left as they are, and nothing is fetched when
+    all exist. A source without a pinned sha256 is refused unless ``allow_unverified=True``, which
+    downloads it anyway, warns and prints the computed sha256. Raises DownloadError.
+    """
+    source = name if isinstance(name, Source) else find_source(name)
+    root = Path(root)
+    targets = [root / dataset for dataset in source.datasets]
+    if all(target.is_dir() for target in targets):
+        return targets
+    if source.sha256 is None and not allow_unverified:
+        raise DownloadError(f"{source.url} has no pinned sha256; pass allow_unverified=True to use it unchecked")
+
+    cache = root / ".downloads"
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / source.filename
+    if archive.exists():  # verified before, but its extraction did not finish
+        _verify(archive, source)
+    if not archive.exists():
+        part = cache / (source.filename + ".part")
+        _fetch(source.url, part, progress)
+        _verify(part, source)
+        os.replace(part, archive)
+    _extract(archive, source, root, progress)
+    archive.unlink()
+    return targets
+
+
+def _fetch(url, part, progress):
+    """Stream ``url`` into ``part``, resuming from its size with a Range request (HTTP 200: start over)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+            if response.status == 206:
+                content_range = response.headers.get("Content-Range", "")
+                if not content_range.startswith(f"bytes {offset}-"):
+                    part.unlink()
+                    raise DownloadError(f"{url} answered range {content_range!r} for bytes {offset}-; "
+                                        "partial file deleted, run again")
+                mode = "ab"
+            else:
+                offset, mode = 0, "wb"
+            total = None if response.length is None else offset + response.length
+            with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                             desc=part.name[:-len(".part")], disable=not progress) as bar:
+                while chunk := response.read(CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # .part already holds the whole file; the checksum decides
+            return
+        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        raise DownloadError(f"download of {url} failed: {e} (partial file {part} kept to resume)") from e
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify(path, source):
+    """Check ``path`` against ``source.sha256``; on a mismatch delete it and raise."""
+    digest = _sha256(path)
+    if source.sha256 is None:
+        message = (f"UNVERIFIED archive {source.url}: no pinned sha256 to check it against; "
+                   f"computed sha256 {digest}")
+        warnings.warn(message, stacklevel=3)
+        print(f"WARNING: {message}", file=sys.stderr)
+    elif digest != source.sha256:
+        path.unlink()
+        raise DownloadError(f"checksum mismatch for {source.url}: expected sha256 {source.sha256}, "
+                            f"got {digest}; deleted {path}")
+
+
+def _members(archive):
+    """Yield (name, open) for every member of a zip or tar; open is None for non-files."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                yield info.filename, None if info.is_dir() else (lambda info=info: z.open(info))
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            for member in t:  # links and devices are never extracted
+                yield member.name, (lambda m=member: t.extractfile(m)) if member.isfile() else None
+    else:
+        raise DownloadError(f"{archive} is neither a zip nor a tar archive")
+
+
+def _target(name, rules, archive):
+    """Relative path under the root for member ``name``, or None when no rule takes it."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or name[1:2] == ":" or ".." in parts:
+        raise DownloadError(f"unsafe member {name!r} in {archive} (absolute path or '..'); not extracting")
+    path = "/".join(p for p in parts if p not in ("", "."))
+    for rule in rules:
+        if path.startswith(rule.src) and len(path) > len(rule.src):
+            rest = PurePosixPath(path[len(rule.src):])
+            if rule.strip and rest.stem.endswith(rule.strip) and rest.stem != rule.strip:
+                rest = rest.with_name(rest.stem[:-len(rule.strip)] + rest.suffix)
+            return PurePosixPath(rule.dst) / rest
+    return None
+
+
+def _write_member(src, dst):
+    with open(dst, "wb") as f:
+        shutil.copyfileobj(src, f, CHUNK)
+
+
+def _extract(archive, source, root, progress):
+    """Extract what ``source.rules`` take into a temporary folder in ``root``, then rename each
+    missing dataset folder into place (after everything extracted)."""
+    if progress:
+        print(f"extracting {archive.name} ...", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        counts = dict.fromkeys(source.datasets, 0)
+        for name, open_member in _members(archive):
+            rel = _target(name, source.rules, archive)
+            if rel is None or open_member is None:
+                continue
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with open_member() as src:
+                _write_member(src, dst)
+            counts[rel.parts[0]] += 1
+        empty = [dataset for dataset, n in counts.items() if n == 0]
+        if empty:
+            raise DownloadError(f"{archive} holds no files for {', '.join(empty)}: not the expected layout")
+        for dataset in source.datasets:
+            if not (root / dataset).exists():
+                os.replace(tmp / dataset, root / dataset)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,121 @@
+"""Checkpoints and inference: atomic save, safe load (``weights_only=True``), tiled upscaling.
+
+A checkpoint is one dict of tensors and plain data::
+
+    {'format': 'srlib-checkpoint-v1', 'generator': {'arch', 'kwargs', 'scale'}, 'G': state_dict,
+     'D': state_dict | None, 'opt_G', 'opt_D', 'epoch', 'config': dict, 'rng': {...}, 'meta': {...}}
+
+It is written to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
+"""
+import contextlib
+import io
+import math
+
+import numpy as np
+import torch
+
+from .archs import build_generator
+from .io import atomic_write
+
+FORMAT = "srlib-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def pick_device(device=None):
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def save_checkpoint(path, state):
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing/corrupt/foreign files."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # torch raises several types for truncated or non-torch files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an srlib checkpoint (missing format tag {FORMAT!r})")
+    return ckpt
+
+
+def load_generator(path, device=None, scale=None, arch=None):
+    """Rebuild the generator stored in a checkpoint, in eval mode. Returns ``(model, checkpoint)``.
+
+    ``scale`` / ``arch``, when given, must match the checkpoint's, else :class:`CheckpointError`.
+    """
+    ckpt = load_checkpoint(path)
+    g = ckpt["generator"]
+    if scale is not None and g["scale"] != scale:
+        raise CheckpointError(f"{path}: checkpoint is for scale x{g['scale']}, not x{scale}")
+    if arch is not None and g["arch"] != arch:
+        raise CheckpointError(f"{path}: checkpoint holds a {g['arch']!r} generator, not {arch!r}")
+    try:
+        model = build_generator(g["arch"], **g["kwargs"])
+        model.load_state_dict(ckpt["G"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: weights do not fit generator {g.get('arch')!r} ({first})") from None
+    return model.to(pick_device(device)).eval(), ckpt
+
+
+def _tiles(length, tile, overlap):
+    """Start offsets covering [0, length) with windows of ``tile`` that overlap by >= ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    n = math.ceil((length - overlap) / step)
+    starts = [min(i * step, length - tile) for i in range(n)]
+    return sorted(set(starts))
+
+
+@torch.inference_mode()
+def upscale_tensor(model, lr, scale, tile=None, overlap=16, device=None):
+    """Run ``model`` on a (B, 3, h, w) float tensor in [0, 1]; returns (B, 3, h*s, w*s) on the CPU.
+
+    With ``tile`` (LR pixels), the image is processed in overlapping tiles; each output pixel comes
+    from the tile where it lies farthest from an edge (the centre part of each tile is kept), so
+    memory is bounded by the tile size whatever the image size.
+    """
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    b, c, h, w = lr.shape
+    if not tile or (h <= tile and w <= tile):
+        with autocast:
+            return model(lr.to(device)).float().clamp_(0, 1).cpu()
+    overlap = min(overlap, tile // 2)
+    out = torch.empty(b, c, h * scale, w * scale)
+    ys, xs = _tiles(h, tile, overlap), _tiles(w, tile, overlap)
+    for i, y in enumerate(ys):
+        # keep rows from the midpoint of the overlap with the previous tile to that with the next
+        y0 = 0 if i == 0 else (y + ys[i - 1] + tile) // 2
+        y1 = h if i == len(ys) - 1 else (ys[i + 1] + y + tile) // 2
+        for j, x in enumerate(xs):
+            x0 = 0 if j == 0 else (x + xs[j - 1] + tile) // 2
+            x1 = w if j == len(xs) - 1 else (xs[j + 1] + x + tile) // 2
+            patch = lr[:, :, y: y + tile, x: x + tile].to(device)
+            with autocast:
+                sr = model(patch).float().clamp_(0, 1).cpu()
+            out[:, :, y0 * scale: y1 * scale, x0 * scale: x1 * scale] = \
+                sr[:, :, (y0 - y) * scale: (y1 - y) * scale, (x0 - x) * scale: (x1 - x) * scale]
+    return out
+
+
+def upscale_array(model, lr, scale, tile=None, overlap=16):
+    """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy)."""
+    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0)
+    return upscale_tensor(model, x, scale, tile, overlap)[0].permute(1, 2, 0).numpy()
+

@@ -1,0 +1,120 @@
+"""Image and file I/O: decoding to RGB uint8 with explicit conversions, and atomic writes.
+
+Conversions applied by :func:`read_image` (the result is always (H, W, 3) uint8 RGB):
+
+- ``RGB``: unchanged. ``L`` / ``1`` (grayscale, bilevel): the gray value copied to R, G and B; the image
+  is reported as gray so the standard metric can evaluate the gray values themselves.
+- ``RGBA`` / ``LA`` / ``PA``: the alpha channel is dropped (not composited); :func:`read_image_full`
+  returns it separately for the upscaler.
+- ``P`` (palette): expanded through its palette (PIL ``convert('RGB')``).
+- 16-bit (``I;16*``, ``I``) and 32-bit float (``F``) grayscale: scaled to 8 bits with rounding
+  (``round(v / 257)`` for 16-bit; ``F`` is assumed in [0, 1]); 16-bit RGB PNGs are read by PIL as 8-bit.
+- ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted with PIL ``convert('RGB')``.
+- EXIF orientation is *not* applied by default (benchmark files are used as stored); pass
+  ``exif_transpose=True`` for user photos.
+
+Bad files raise :class:`ImageError` with a one-line message naming the path.
+"""
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file."""
+
+
+@dataclass
+class Decoded:
+    rgb: np.ndarray            # (H, W, 3) uint8
+    gray: bool                 # the file was single-channel
+    alpha: np.ndarray | None   # (H, W) uint8 or uint16, or None
+    bits: int                  # 8 or 16: bit depth of the source samples
+
+
+def _to_uint8(arr, mode):
+    if mode.startswith("I"):
+        return np.clip(np.floor(arr.astype(np.float64) / 257.0 + 0.5), 0, 255).astype(np.uint8)
+    if mode == "F":
+        return np.clip(np.floor(arr.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return arr.astype(np.uint8)
+
+
+def read_image_full(path, exif_transpose=False):
+    """Decode ``path`` into a :class:`Decoded` (RGB uint8, gray flag, alpha, bit depth)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            mode = im.mode
+            alpha = None
+            bits = 16 if mode.startswith("I;16") or mode == "I" else 8
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA") if mode != "LA" else im
+                alpha = np.asarray(rgba.getchannel("A"))
+            if mode in GRAY_MODES:
+                g = np.asarray(im.getchannel(0) if mode == "LA" else im)
+                g = _to_uint8(g, mode) if mode != "1" else g.astype(np.uint8) * 255
+                return Decoded(np.repeat(g[..., None], 3, axis=2), True, alpha, bits)
+            rgb = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (PIL cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError) as e:   # truncated or corrupt data
+        raise ImageError(f"{path}: cannot decode image ({e})") from None
+    if rgb.size == 0:
+        raise ImageError(f"{path}: image has zero size")
+    return Decoded(np.ascontiguousarray(rgb), False, alpha, bits)
+
+
+def read_image(path, exif_transpose=False):
+    """Decode ``path`` to (H, W, 3) uint8 RGB. See the module docstring for the conversions."""
+    return read_image_full(path, exif_transpose).rgb
+
+
+def list_images(folder):
+    """Sorted image files (by extension, case-insensitive) directly inside ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: folder not found")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def atomic_write(path, write_fn, mode="wb"):
+    """Write a file atomically: ``write_fn(fileobj)`` fills a temporary file in the same folder,
+    which is flushed, fsynced and renamed over ``path``. A crash leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_image(path, img, fmt=None):
+    """Save an (H, W, 3) uint8 array (or a PIL image) atomically; the format follows the suffix."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+    fmt = fmt or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    return atomic_write(path, lambda f: pil.save(f, format=fmt))

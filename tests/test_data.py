@@ -1,0 +1,134 @@
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srlib import data
+from srlib.data import TrainDataset, data_root, hr_files, load_eval_set, resolve_datasets
+from srlib.imresize import degrade
+from srlib.io import ImageError, read_image, read_image_full
+
+
+def write_set(root, name, sizes, seed=0):
+    folder = root / name / "HR"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+    return folder
+
+
+def test_data_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("SRLIB_DATA", raising=False)
+    assert str(data_root()) == "data"
+    monkeypatch.setenv("SRLIB_DATA", str(tmp_path))
+    assert data_root() == tmp_path
+    assert str(data_root("elsewhere")) == "elsewhere"
+
+
+def test_conversions_to_rgb_uint8(tmp_path):
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 256, (6, 5), dtype=np.uint8)
+    Image.fromarray(g, "L").save(tmp_path / "gray.png")
+    dec = read_image_full(tmp_path / "gray.png")
+    assert dec.gray and dec.rgb.shape == (6, 5, 3) and (dec.rgb == g[..., None]).all()
+
+    rgba = rng.integers(0, 256, (6, 5, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    dec = read_image_full(tmp_path / "rgba.png")
+    assert not dec.gray and (dec.rgb == rgba[..., :3]).all() and (dec.alpha == rgba[..., 3]).all()
+
+    g16 = rng.integers(0, 65536, (6, 5), dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    dec = read_image_full(tmp_path / "g16.png")
+    assert dec.gray and dec.bits == 16 and (dec.rgb[..., 0] == np.round(g16 / 257)).all()
+
+    pal = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.ADAPTIVE, colors=8)
+    pal.save(tmp_path / "pal.png")
+    assert (read_image(tmp_path / "pal.png") == np.asarray(pal.convert("RGB"))).all()
+
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "x.bmp")
+    assert (read_image(tmp_path / "x.bmp") == rgba[..., :3]).all()
+
+
+def test_bad_files_give_one_line_errors_naming_the_path(tmp_path):
+    folder = write_set(tmp_path, "Bad", [(16, 16)])
+    good = folder / "im0.png"
+    (folder / "trunc.png").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    (folder / "notes.png").write_text("not an image")
+    for f in ("trunc.png", "notes.png"):
+        with pytest.raises(ImageError) as e:
+            read_image(folder / f)
+        assert str(folder / f) in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "Empty" / "HR").mkdir(parents=True)
+    with pytest.raises(ImageError, match="no image files") as e:
+        hr_files("Empty", tmp_path)
+    assert str(tmp_path / "Empty" / "HR") in str(e.value)
+
+
+@pytest.mark.parametrize("case", ["truncated", "not-image", "empty"])
+def test_cli_reports_bad_dataset(tmp_path, case):
+    folder = write_set(tmp_path, "Bad", [(16, 16)])
+    if case == "truncated":
+        bad = folder / "im0.png"
+        bad.write_bytes(bad.read_bytes()[:60])
+    elif case == "not-image":
+        bad = folder / "zz.jpg"
+        bad.write_text("hello")
+    else:
+        (folder / "im0.png").unlink()
+        bad = folder
+    res = subprocess.run([sys.executable, "-m", "srlib", "evaluate", "--datasets", "Bad", "--data-root",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+
+
+def test_missing_datasets_fall_back_to_demo(tmp_path):
+    with pytest.warns(UserWarning, match="NOT comparable"):
+        assert resolve_datasets(["Set5"], tmp_path) == ["demo"]
+    items = load_eval_set("demo", scale=4)
+    assert len(items) == len(data.DEMO_FILES)
+    assert any(it.gray for it in items)     # camera.png is grayscale
+    for it in items:
+        assert it.hr.shape[0] % 4 == 0 and it.lr.shape[0] * 4 == it.hr.shape[0]
+
+
+def test_plain_folder_and_mod_crop(tmp_path):
+    write_set(tmp_path, "Mine", [(30, 41)])
+    (it,) = load_eval_set(str(tmp_path / "Mine" / "HR"), scale=4)
+    assert it.hr.shape == (28, 40, 3) and it.lr.shape == (7, 10, 3)
+    assert np.array_equal(it.lr, degrade(it.hr, 4))
+
+
+def test_eval_set_reads_dataset_lr(data_root):
+    items = load_eval_set("Set14", data_root, 4, lr_source="dataset")
+    comic = next(it for it in items if it.name == "comic")
+    assert comic.hr.shape == (360, 248, 3) and comic.lr.shape == (90, 62, 3)
+    assert [it.name for it in items if it.gray] == ["bridge"]
+
+
+def test_train_dataset_crops_deterministic_and_skips_small(tmp_path):
+    write_set(tmp_path, "Train", [(64, 80), (20, 20), (48, 48)])
+    with pytest.warns(UserWarning, match="smaller than crop 32"):
+        ds = TrainDataset(["Train"], tmp_path, crop=32, scale=4, repeat=3, seed=5)
+    assert len(ds) == 6
+    lr, hr = ds[4]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 32, 32) and lr.dtype == hr.dtype
+    assert 0 <= float(hr.min()) and float(hr.max()) <= 1
+    hr8 = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.allclose(lr.permute(1, 2, 0).numpy(), degrade(hr8, 4) / 255.0)
+    again = TrainDataset(["Train"], tmp_path, crop=32, scale=4, repeat=3, seed=5)
+    assert all((again[i][1] == ds[i][1]).all() for i in range(len(ds)))
+    ds.set_epoch(1)
+    assert not all((again[i][1] == ds[i][1]).all() for i in range(len(ds)))
+    with pytest.raises(ValueError, match="multiple of scale"):
+        TrainDataset(["Train"], tmp_path, crop=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ImageError, match="no training image"):
+            TrainDataset(["Train"], tmp_path, crop=128)

@@ -1,0 +1,242 @@
+"""srlib.download against a local HTTP server (127.0.0.1 only) serving tiny zip and tar archives."""
+import dataclasses
+import hashlib
+import io
+import re
+import tarfile
+import threading
+import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srlib.download as dl
+from srlib.download import SOURCES, DownloadError, Source, download, find_source
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with ``Range: bytes=N-`` support; records (path, Range header) of every GET."""
+
+    def do_GET(self):
+        rng = self.headers.get("Range")
+        self.server.requests.append((self.path, rng))
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            return self.send_error(404)
+        data, start = path.read_bytes(), 0
+        if rng and self.server.honor_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                return self.send_error(416)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serve tmp_path/www on an ephemeral port; ``server.url`` is its base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(www)))
+    httpd.requests, httpd.honor_range, httpd.www = [], True, www
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def png(seed, size=16):
+    """Bytes of a small random RGB PNG."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_zip(path, members):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path.read_bytes()
+
+
+def make_tar(path, members):
+    with tarfile.open(path, "w") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+DIV2K_MEMBERS = {"DIV2K_train_HR/0001.png": png(1), "DIV2K_train_HR/0002.png": png(2)}
+BENCH_MEMBERS = {
+    "benchmark/Set5/HR/baby.png": png(3),
+    "benchmark/Set5/LR_bicubic/X4/babyx4.png": png(4, 4),
+    "benchmark/Set5/LR_bicubic/X2/babyx2.png": png(5, 8),  # not taken by any rule
+    "benchmark/Set14/HR/lenna.png": png(6),
+    "benchmark/B100/HR/3096.png": png(7),
+    "benchmark/B100/LR_bicubic/X4/3096x4.png": png(8, 4),
+    "benchmark/Urban100/HR/img_001.png": png(9),
+}
+
+
+def div2k_source(server, sha256="computed", members=DIV2K_MEMBERS):
+    """Serve a DIV2K-like zip; return the real DIV2K Source pointed at it (sha256 of it by default)."""
+    data = make_zip(server.www / "DIV2K_train_HR.zip", members)
+    sha = hashlib.sha256(data).hexdigest() if sha256 == "computed" else sha256
+    return dataclasses.replace(SOURCES["DIV2K"], url=f"{server.url}/DIV2K_train_HR.zip", sha256=sha), data
+
+
+def leftovers(root):
+    """Temporary extraction folders and .part files left under root."""
+    return list(root.glob(".extract-*")) + list(root.glob(".downloads/*.part"))
+
+
+def test_zip_lands_in_layout(server, tmp_path):
+    source, _ = div2k_source(server)
+    root = tmp_path / "data"
+    assert download(source, root, progress=False) == [root / "DIV2K"]
+    assert sorted(p.name for p in (root / "DIV2K" / "HR").iterdir()) == ["0001.png", "0002.png"]
+    assert (root / "DIV2K" / "HR" / "0002.png").read_bytes() == DIV2K_MEMBERS["DIV2K_train_HR/0002.png"]
+    assert leftovers(root) == [] and list((root / ".downloads").iterdir()) == []
+
+
+def test_tar_benchmark_layout(server, tmp_path):
+    data = make_tar(server.www / "benchmark.tar", BENCH_MEMBERS)
+    source = dataclasses.replace(SOURCES["benchmark"], url=f"{server.url}/benchmark.tar",
+                                 sha256=hashlib.sha256(data).hexdigest())
+    root = tmp_path / "data"
+    assert download(source, root, progress=False) == [root / n for n in ("Set5", "Set14", "BSD100", "Urban100")]
+    lr = BENCH_MEMBERS["benchmark/Set5/LR_bicubic/X4/babyx4.png"]
+    assert (root / "Set5/LR_bicubic/X4/baby.png").read_bytes() == lr
+    assert (root / "BSD100/HR/3096.png").read_bytes() == BENCH_MEMBERS["benchmark/B100/HR/3096.png"]
+    assert (root / "BSD100/LR_bicubic/X4/3096.png").is_file()
+    assert (root / "Urban100/HR/img_001.png").is_file()
+    assert not (root / "Set5/LR_bicubic/X2").exists() and not (root / "B100").exists()
+
+
+def test_checksum_mismatch(server, tmp_path):
+    source, _ = div2k_source(server, sha256="0" * 64)
+    root = tmp_path / "data"
+    message = r"checksum mismatch for http://127\.0\.0\.1.*expected sha256 0{64}, got [0-9a-f]{64}"
+    with pytest.raises(DownloadError, match=message):
+        download(source, root, progress=False)
+    assert not (root / "DIV2K").exists()
+    assert list((root / ".downloads").iterdir()) == [] and leftovers(root) == []
+
+
+@pytest.mark.parametrize("have", ["half", "all"])
+def test_resume_sends_range(server, tmp_path, have):
+    source, data = div2k_source(server)
+    root = tmp_path / "data"
+    (root / ".downloads").mkdir(parents=True)
+    offset = len(data) // 2 if have == "half" else len(data)  # all: server answers 416
+    (root / ".downloads" / "DIV2K_train_HR.zip.part").write_bytes(data[:offset])
+    download(source, root, progress=False)
+    assert server.requests == [("/DIV2K_train_HR.zip", f"bytes={offset}-")]
+    assert (root / "DIV2K/HR/0001.png").read_bytes() == DIV2K_MEMBERS["DIV2K_train_HR/0001.png"]
+
+
+def test_server_ignoring_range_starts_over(server, tmp_path):
+    server.honor_range = False
+    source, _ = div2k_source(server)
+    root = tmp_path / "data"
+    (root / ".downloads").mkdir(parents=True)
+    (root / ".downloads" / "DIV2K_train_HR.zip.part").write_bytes(b"junk" * 10)
+    download(source, root, progress=False)
+    assert server.requests == [("/DIV2K_train_HR.zip", "bytes=40-")]
+    assert (root / "DIV2K/HR/0002.png").read_bytes() == DIV2K_MEMBERS["DIV2K_train_HR/0002.png"]
+
+
+def test_interrupted_extraction_leaves_no_dataset(server, tmp_path, monkeypatch):
+    source, _ = div2k_source(server)
+    root = tmp_path / "data"
+    real, calls = dl._write_member, []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real(src, dst)
+
+    monkeypatch.setattr(dl, "_write_member", fail_second)
+    with pytest.raises(OSError, match="disk full"):
+        download(source, root, progress=False)
+    assert len(calls) == 2 and calls[0].is_relative_to(root)  # one file was written, in a temp folder
+    assert not (root / "DIV2K").exists() and leftovers(root) == []
+
+    monkeypatch.setattr(dl, "_write_member", real)
+    download(source, root, progress=False)  # the verified archive is reused: no second request
+    assert len(server.requests) == 1 and len(list((root / "DIV2K/HR").iterdir())) == 2
+
+
+def test_second_call_fetches_nothing(server, tmp_path):
+    source, _ = div2k_source(server)
+    root = tmp_path / "data"
+    download(source, root, progress=False)
+    stamp = (root / "DIV2K/HR/0001.png").stat().st_mtime_ns
+    download(source, root, progress=False)
+    assert len(server.requests) == 1
+    assert (root / "DIV2K/HR/0001.png").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("kind, bad", [("zip", "../evil.png"),
+                                       ("tar", "/tmp/evil.png"),
+                                       ("tar", "DIV2K_train_HR/../../../evil.png")])
+def test_path_traversal_raises(server, tmp_path, kind, bad):
+    members = {"DIV2K_train_HR/0001.png": png(1), bad: png(2)}
+    data = (make_zip if kind == "zip" else make_tar)(server.www / "DIV2K_train_HR.zip", members)
+    source = dataclasses.replace(SOURCES["DIV2K"], url=f"{server.url}/DIV2K_train_HR.zip",
+                                 sha256=hashlib.sha256(data).hexdigest())
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match=f"unsafe member {re.escape(repr(bad))}"):
+        download(source, root, progress=False)
+    assert not (root / "DIV2K").exists() and leftovers(root) == []
+    assert not (tmp_path / "evil.png").exists() and not (root / "evil.png").exists()
+
+
+def test_unverified_source(server, tmp_path, capsys):
+    source, data = div2k_source(server, sha256=None)
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="no pinned sha256; pass allow_unverified=True"):
+        download(source, root, progress=False)
+    assert server.requests == [] and not (root / "DIV2K").exists()
+
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.warns(UserWarning, match=f"UNVERIFIED.*{digest}"):
+        download(source, root, allow_unverified=True, progress=False)
+    assert digest in capsys.readouterr().err
+    assert (root / "DIV2K/HR/0001.png").is_file()
+
+
+def test_http_error_names_url(server, tmp_path):
+    source = Source(f"{server.url}/missing.zip", "0" * 64, SOURCES["DIV2K"].rules)
+    with pytest.raises(DownloadError, match=r"download of http://127\.0\.0\.1:\d+/missing\.zip failed: HTTP 404"):
+        download(source, tmp_path / "data", progress=False)
+
+
+def test_registry():
+    for source in SOURCES.values():
+        assert source.sha256 is None or re.fullmatch("[0-9a-f]{64}", source.sha256)
+    assert SOURCES["DIV2K"].datasets == ("DIV2K",)
+    assert SOURCES["DIV2K_valid"].datasets == ("DIV2K_valid",)
+    assert SOURCES["benchmark"].datasets == ("Set5", "Set14", "BSD100", "Urban100")
+    assert find_source("BSD100") is SOURCES["benchmark"]
+    with pytest.raises(ValueError, match="unknown dataset 'Set9'"):
+        find_source("Set9")
