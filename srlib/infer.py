@@ -10,6 +10,7 @@ It is written to a temporary file and renamed, so a crash never leaves a half-wr
 import contextlib
 import io
 import math
+import pickle
 
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ def load_checkpoint(path, map_location="cpu"):
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: not a file of tensors and plain data (weights_only=True "
+                              f"loading rejects pickled objects), or corrupt") from None
     except Exception as e:  # torch raises several types for truncated or non-torch files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:200]})") from None
@@ -58,7 +62,9 @@ def load_generator(path, device=None, scale=None, arch=None):
     ``scale`` / ``arch``, when given, must match the checkpoint's, else :class:`CheckpointError`.
     """
     ckpt = load_checkpoint(path)
-    g = ckpt["generator"]
+    g = ckpt.get("generator")
+    if not isinstance(g, dict) or not {"arch", "kwargs", "scale"} <= set(g):
+        raise CheckpointError(f"{path}: checkpoint has no generator description (arch, kwargs, scale)")
     if scale is not None and g["scale"] != scale:
         raise CheckpointError(f"{path}: checkpoint is for scale x{g['scale']}, not x{scale}")
     if arch is not None and g["arch"] != arch:
@@ -116,6 +122,6 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=16, device=None):
 
 def upscale_array(model, lr, scale, tile=None, overlap=16):
     """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy)."""
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().div_(255.0)
+    x = torch.from_numpy(np.array(lr, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
     return upscale_tensor(model, x, scale, tile, overlap)[0].permute(1, 2, 0).numpy()
 

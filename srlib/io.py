@@ -74,6 +74,8 @@ def read_image_full(path, exif_transpose=False):
         raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (PIL cannot identify it)") from None
+    except Image.DecompressionBombError as e:   # not an OSError; over 2x PIL's MAX_IMAGE_PIXELS
+        raise ImageError(f"{path}: image too large ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:   # truncated or corrupt data
         raise ImageError(f"{path}: cannot decode image ({e})") from None
     if rgb.size == 0:

@@ -196,7 +196,8 @@ def _write_json(path, obj):
 
 
 def train(cfg, out_dir, resume=True, force=False):
-    """Train according to ``cfg`` into ``out_dir`` (metrics.csv, checkpoint.pt, meta.json).
+    """Train according to ``cfg`` into ``out_dir``: metrics.csv, meta.json, checkpoint.pt (everything
+    needed to resume) and generator.pt (the generator alone, a few MB, for evaluation and upscaling).
 
     With ``resume`` (default) an existing checkpoint in ``out_dir`` is continued, and a finished run is
     returned as is unless ``force``. Returns the metadata dict (also in meta.json).
@@ -301,6 +302,8 @@ def train(cfg, out_dir, resume=True, force=False):
                  "config": _plain(cfg), "history": history, "rng": _rng_state(),
                  "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
         save_checkpoint(ckpt_path, state)
+        save_checkpoint(out / "generator.pt", {k: state[k] for k in ("format", "generator", "G", "epoch",
+                                                                    "config", "meta")})
         _write_csv(csv_path, history)
         meta.update(epochs_done=epoch + 1, status="complete" if epoch + 1 == cfg.epochs else "running",
                     train_seconds=round(sum(r["seconds"] for r in history), 1), final=row)
