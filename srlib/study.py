@@ -1,0 +1,269 @@
+"""The study as the notebooks run it: environment report, runs, Table 1, figures.
+
+Notebooks stay thin and call these functions; everything here is reachable from tests.
+"""
+import importlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import reference
+from .data import BENCHMARKS, available, data_root, hr_files, load_eval_set, resolve_datasets
+from .evaluate import evaluate, summarize, write_csv
+from .imresize import imresize
+from .infer import load_generator, pick_device, upscale_array
+from .io import atomic_write
+
+RUN_MODELS = ("srgan", "attention", "psnr")
+LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention (ours)",
+          "psnr": "PSNR baseline (ours)"}
+
+
+def environment_report():
+    """Library versions and the device, one line each."""
+    lines = [f"python {platform.python_version()}"]
+    for mod in ("torch", "torchvision", "numpy", "scipy", "PIL", "skimage", "pandas", "matplotlib", "seaborn"):
+        try:
+            lines.append(f"{mod} {importlib.import_module(mod).__version__}")
+        except ImportError:
+            lines.append(f"{mod} not installed")
+    lines.append(f"device {pick_device()}")
+    return "\n".join(lines)
+
+
+def dataset_summary(names, root=None):
+    """Which datasets are found under the data root, with their image counts."""
+    rows = []
+    found = set(available(names, root))
+    for n in names:
+        rows.append(dict(dataset=n, found=n in found, images=len(hr_files(n, root)) if n in found else 0))
+    return pd.DataFrame(rows)
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight",
+                                             metadata={"Software": None}))
+    return path
+
+
+def plot_samples(dataset, root=None, n=3, path=None):
+    """HR / LR (x4, MATLAB bicubic) pairs of the first ``n`` images of a dataset."""
+    import matplotlib.pyplot as plt
+    items = load_eval_set(dataset, root, 4)[:n]
+    fig, axes = plt.subplots(2, len(items), figsize=(3 * len(items), 6), squeeze=False)
+    for j, it in enumerate(items):
+        axes[0, j].imshow(it.hr)
+        axes[0, j].set_title(f"{it.name} HR {it.hr.shape[1]}x{it.hr.shape[0]}", fontsize=9)
+        axes[1, j].imshow(it.lr, interpolation="nearest")
+        axes[1, j].set_title(f"LR x1/4 {it.lr.shape[1]}x{it.lr.shape[0]}", fontsize=9)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def plot_history(csv_paths, path=None):
+    """Training curves from one or more runs' metrics.csv: losses, scores, validation PSNR/SSIM."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    frames = []
+    for label, p in csv_paths.items():
+        df = pd.read_csv(p)
+        df["run"] = label
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    keys = ["d_loss", "g_loss", "d_score", "g_score", "psnr", "ssim"]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, k in zip(axes.ravel(), keys):
+        sns.lineplot(data=df, x="epoch", y=k, hue="run", marker="o", ax=ax)
+        ax.set_title(k + (" (validation, standard protocol)" if k in ("psnr", "ssim") else ""), fontsize=9)
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def run_dirs(runs_dir):
+    """{model: folder} of the training runs that exist in ``runs_dir``."""
+    return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / "generator.pt").exists()}
+
+
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
+    """Bicubic and every trained model on ``datasets``, both protocols.
+
+    Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
+    ``(summary, per_image)``.
+    """
+    datasets = resolve_datasets(list(datasets), root)
+    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"])]
+    vgg = {}
+    for model, folder in run_dirs(runs_dir).items():
+        frames.append(evaluate(str(folder / "generator.pt"), datasets, root, label=LABELS[model]))
+        vgg[LABELS[model]] = json.loads((folder / "meta.json").read_text()).get("vgg", "?")
+    per_image = pd.concat(frames, ignore_index=True)
+    summary = summarize(per_image)
+    results = Path(results_dir)
+    write_csv(summary, results / "table1.csv")
+    write_csv(per_image, results / "per_image.csv")
+    md = table1_markdown(summary, vgg)
+    atomic_write(results / "table1.md", lambda f: f.write(md.encode()))
+    return summary, per_image
+
+
+def _cell(v):
+    return f"{v[0]:.2f} / {v[1]:.4f}" if v else "–"
+
+
+def table1_markdown(summary, vgg=None):
+    """Markdown tables: ours beside the paper's Table 1 (paper protocol) and beside the published
+    anchors (standard protocol). Every 'ours' value comes from the summary (table1.csv)."""
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    head = "| Method | " + " | ".join(datasets) + " |\n|---|" + "---|" * len(datasets) + "\n"
+    out = []
+    for protocol, title, published in (
+            ("paper", "Paper protocol (RGB in [0, 1], whole image): ours beside Wu's Table 1", reference.PAPER_TABLE1),
+            ("standard", "Standard protocol (Y, 4-pixel border shaved): ours beside published anchors",
+             reference.PUBLISHED_STANDARD)):
+        rows = []
+        sub = summary[summary.protocol == protocol]
+        for method in dict.fromkeys(sub["method"]):
+            m = sub[sub.method == method].set_index("dataset")
+            rows.append(f"| {method} | " + " | ".join(_cell((m.psnr[d], m.ssim[d])) if d in m.index else "–"
+                                                     for d in datasets) + " |")
+        for name, vals in published.items():
+            rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d)) for d in datasets) + " |")
+        out.append(f"### {title}\n\nPSNR (dB) / SSIM, x4.\n\n" + head + "\n".join(rows) + "\n")
+    notes = ["Ours: mean over images of results/per_image.csv (table1.csv holds the means with image counts).",
+             "LPIPS: not reported: no LPIPS package or backbone weights are available in this environment "
+             "(weights cannot be downloaded here)."]
+    for method, source in (vgg or {}).items():
+        notes.append(f"{method}: VGG16 for the perceptual loss: {source}.")
+    return "\n".join(out) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def _zoom_box(hr, size):
+    """Top-left corner of the ``size`` window with the most detail (gradient energy), on a coarse grid."""
+    g = np.abs(np.diff(hr.astype(float).mean(2), axis=0))[:, :-1] + np.abs(np.diff(hr.astype(float).mean(2), axis=1))[:-1]
+    h, w = g.shape
+    best, box = -1, (0, 0)
+    for y in range(0, max(1, h - size), max(1, size // 4)):
+        for x in range(0, max(1, w - size), max(1, size // 4)):
+            e = g[y: y + size, x: x + size].sum()
+            if e > best:
+                best, box = e, (y, x)
+    return box
+
+
+def _outputs(item, models):
+    outs = {"Bicubic": imresize(item.lr, 4, output_shape=item.hr.shape[:2])}
+    for label, model in models.items():
+        outs[label] = (np.clip(upscale_array(model, item.lr, 4), 0, 1) * 255 + 0.5).astype(np.uint8)
+    outs["HR"] = item.hr
+    return outs
+
+
+def figure_comparison(runs_dir, images, root=None, path=None, zoom=None):
+    """Figure 1 style: for each (dataset, image), bicubic / SRGAN / attention / HR with a zoomed crop."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    models = {LABELS[m]: load_generator(d / "generator.pt")[0] for m, d in run_dirs(runs_dir).items()
+              if m in ("srgan", "attention")}
+    items = [_find(ds, name, root) for ds, name in images]
+    cols = len(models) + 2
+    fig, axes = plt.subplots(2 * len(items), cols, figsize=(3.2 * cols, 6.4 * len(items)), squeeze=False)
+    for i, it in enumerate(items):
+        size = zoom or max(32, min(it.hr.shape[:2]) // 4)
+        y, x = _zoom_box(it.hr, size)
+        for j, (label, img) in enumerate(_outputs(it, models).items()):
+            axes[2 * i, j].imshow(img)
+            axes[2 * i, j].add_patch(Rectangle((x, y), size, size, fill=False, color="red", lw=1.5))
+            axes[2 * i, j].set_title(f"{label}" + ("" if label == "HR" else "") , fontsize=10)
+            axes[2 * i + 1, j].imshow(img[y: y + size, x: x + size], interpolation="nearest")
+            axes[2 * i + 1, j].set_title(f"{it.name}: zoom", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def figure_pairs(runs_dir, images, root=None, path=None):
+    """Figure 4 style: SRGAN (left) beside the attention model (right) for each (dataset, image)."""
+    import matplotlib.pyplot as plt
+    dirs = run_dirs(runs_dir)
+    models = {LABELS[m]: load_generator(dirs[m] / "generator.pt")[0] for m in ("srgan", "attention") if m in dirs}
+    items = [_find(ds, name, root) for ds, name in images]
+    fig, axes = plt.subplots(len(items), len(models), figsize=(4 * len(models), 4 * len(items)), squeeze=False)
+    for i, it in enumerate(items):
+        outs = _outputs(it, models)
+        for j, label in enumerate(models):
+            axes[i, j].imshow(outs[label])
+            axes[i, j].set_title(f"{label}: {it.name}", fontsize=10)
+            axes[i, j].axis("off")
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def _find(dataset, name, root):
+    dataset = resolve_datasets([dataset], root)[0]
+    items = load_eval_set(dataset, root, 4)
+    for it in items:
+        if it.name == name:
+            return it
+    return items[0] if dataset == "demo" else _missing(dataset, name, items)
+
+
+def _missing(dataset, name, items):
+    raise KeyError(f"image {name!r} not in {dataset} ({', '.join(it.name for it in items)})")
+
+
+def plot_distributions(per_image, path=None, protocol="standard"):
+    """Per-image PSNR and SSIM distributions per dataset and method (box plots)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    df = per_image[per_image.protocol == protocol]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    for ax, k in zip(axes, ("psnr", "ssim")):
+        sns.boxplot(data=df, x="dataset", y=k, hue="method", ax=ax, fliersize=2)
+        ax.set_title(f"per-image {k.upper()} ({protocol} protocol)")
+    axes[1].get_legend().remove()
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def record(path, **numbers):
+    """Write key numbers of a notebook run to JSON (tests compare them with pytest.approx)."""
+    clean = {k: (round(float(v), 6) if isinstance(v, (float, np.floating)) else v) for k, v in numbers.items()}
+    atomic_write(path, lambda f: f.write(json.dumps(clean, indent=2, sort_keys=True).encode()))
+    return clean
+
+
+__all__ = ["environment_report", "dataset_summary", "plot_samples", "plot_history", "benchmark",
+           "table1_markdown", "figure_comparison", "figure_pairs", "plot_distributions", "record", "data_root"]
+
+
+def notebook_parameters(config_path, notebook, **extra):
+    """Typed papermill parameters for ``notebook`` from a run_all config (YAML with a 'common' section
+    and one section per notebook name), keeping only the parameters the notebook declares."""
+    import papermill
+    import yaml
+    config = yaml.safe_load(Path(config_path).read_text()) or {}
+    declared = papermill.inspect_notebook(str(notebook))
+    name = Path(notebook).stem
+    wanted = {**(config.get("common") or {}), **(config.get(name) or {}), **extra}
+    unknown = set(config.get(name) or {}) | set(extra)
+    unknown -= set(declared)
+    if unknown:
+        raise ValueError(f"{config_path}: {name} has no parameters {sorted(unknown)}")
+    return {k: v for k, v in wanted.items() if k in declared}
