@@ -75,6 +75,7 @@ def plot_history(csv_paths, path=None):
     frames = []
     for label, p in csv_paths.items():
         df = pd.read_csv(p)
+        df.loc[df.phase == "l1", ["d_loss", "d_score", "g_score"]] = np.nan  # no discriminator in L1 epochs
         df["run"] = label
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
@@ -143,7 +144,9 @@ def table1_markdown(summary, vgg=None):
              "LPIPS: not reported: no LPIPS package or backbone weights are available in this environment "
              "(weights cannot be downloaded here)."]
     for method, source in (vgg or {}).items():
-        notes.append(f"{method}: VGG16 for the perceptual loss: {source}.")
+        if source != "not used":
+            notes.append(f"{method}: VGG16 of the perceptual loss: {source}"
+                         + (" (ImageNet weights unavailable: NOT the SRGAN perceptual loss)" if "random" in source else ""))
     return "\n".join(out) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
