@@ -19,7 +19,7 @@ paper's training loop follows:
 - inference: the whole image in one call, fp32, NCHW, under ``no_grad``.
 
 srlib's path: :func:`srlib.train.train_step` (one G forward, reused detached for D; D frozen during the
-generator's backward), channels_last, fused Adam (foreach where fused is missing), bf16 autocast on CUDA
+generator's backward), channels_last, Adam as train.py builds it (torch's default), bf16 autocast on CUDA
 as :func:`srlib.train.train`; on a CPU with native bf16 (AMX / AVX512-BF16) a bf16-autocast variant is
 measured besides fp32. Data: :class:`srlib.data.TrainDataset` (images decoded once, numpy crops, MATLAB
 bicubic LR). Inference: :func:`srlib.infer.upscale_tensor` in tiles of 256 LR pixels.
@@ -112,15 +112,6 @@ def naive_step(G, D, opt_g, opt_d, crit, lr, hr):
     return dict(d_loss=d_loss.item(), g_loss=g_loss.item(), d_score=real_out.item(), g_score=fake_out.item())
 
 
-def make_adam(params, lr=1e-4, betas=(0.9, 0.999)):
-    """Adam with the fused kernel (CPU and CUDA in torch >= 2.4), else the multi-tensor one."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr, betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr, betas, foreach=True)
-
-
 def cpu_bf16_supported():
     """The CPU runs bf16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
     try:
@@ -173,7 +164,7 @@ class _Path:
             self.opt_g = torch.optim.Adam(G.parameters(), 1e-4, foreach=False)
             self.opt_d = torch.optim.Adam(D.parameters(), 1e-4, foreach=False)
         else:
-            self.opt_g, self.opt_d = make_adam(G.parameters()), make_adam(D.parameters())
+            self.opt_g, self.opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
         self.autocast = None if naive else _autocast(device, precision)
         self.want_compile, self.times, self.flops = compile_, [], math.nan
         self.g_run, self.d_run = self.G, self.D
