@@ -103,22 +103,29 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
     """
     datasets = resolve_datasets(list(datasets), root)
     frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"])]
-    vgg = {}
     for model, folder in run_dirs(runs_dir).items():
         frames.append(evaluate(str(folder / "generator.pt"), datasets, root, label=LABELS[model]))
-        vgg[LABELS[model]] = json.loads((folder / "meta.json").read_text()).get("vgg", "?")
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image)
     results = Path(results_dir)
     write_csv(summary, results / "table1.csv")
     write_csv(per_image, results / "per_image.csv")
-    md = table1_markdown(summary, vgg)
-    atomic_write(results / "table1.md", lambda f: f.write(md.encode()))
+    write_table1_markdown(results_dir, runs_dir)
     return summary, per_image
 
 
-def _cell(v):
-    return f"{v[0]:.2f} / {v[1]:.4f}" if v else "–"
+def write_table1_markdown(results_dir, runs_dir):
+    """``table1.md`` from ``table1.csv`` and the runs' VGG notes (so the markdown never disagrees with the CSV)."""
+    vgg = {LABELS[m]: json.loads((d / "meta.json").read_text()).get("vgg", "?") for m, d in run_dirs(runs_dir).items()}
+    md = table1_markdown(pd.read_csv(Path(results_dir) / "table1.csv"), vgg)
+    return atomic_write(Path(results_dir) / "table1.md", lambda f: f.write(md.encode()))
+
+
+def _cell(v, published=False):
+    """'PSNR / SSIM'; published SSIMs keep the precision their source gave (0.83 stays 0.83)."""
+    if not v:
+        return "–"
+    return f"{v[0]:.2f} / {v[1]:g}" if published else f"{v[0]:.2f} / {v[1]:.4f}"
 
 
 def table1_markdown(summary, vgg=None):
@@ -138,7 +145,7 @@ def table1_markdown(summary, vgg=None):
             rows.append(f"| {method} | " + " | ".join(_cell((m.psnr[d], m.ssim[d])) if d in m.index else "–"
                                                      for d in datasets) + " |")
         for name, vals in published.items():
-            rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d)) for d in datasets) + " |")
+            rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d), True) for d in datasets) + " |")
         out.append(f"### {title}\n\nPSNR (dB) / SSIM, x4.\n\n" + head + "\n".join(rows) + "\n")
     notes = ["Ours: mean over images of results/per_image.csv (table1.csv holds the means with image counts).",
              "LPIPS: not reported: no LPIPS package or backbone weights are available in this environment "
