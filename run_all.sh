@@ -15,7 +15,6 @@ force=false
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }
 source scripts/setup_env.sh
-export MPLBACKEND=Agg
 results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['results_dir'])")
 mkdir -p "$results/notebooks"
 

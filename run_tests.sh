@@ -6,5 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
-export MPLBACKEND=Agg
 python -m pytest -q tests notebooks --nbval "$@"
