@@ -5,5 +5,5 @@
 # Extra arguments go to pytest (e.g. ./run_tests.sh -k metrics).
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/setup_env.sh
+source scripts/setup_env.sh || { echo "run_tests: environment setup failed" >&2; exit 1; }
 python -m pytest -q tests notebooks --nbval "$@"

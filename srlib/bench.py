@@ -71,7 +71,7 @@ class BenchConfig:
     infer_reps: int = 3                     # timed repetitions at the smallest size (1 at larger ones)
     untiled: int = 512                      # LR side also run as one whole image (the naive column)
     tile: int = 256                         # LR pixels per tile side
-    overlap: int = 16                       # tile overlap, LR pixels
+    overlap: int = 40                       # tile overlap, LR pixels
     infer_blocks: int = 5                   # inference generator size (the attention default)
     infer_feats: int = 64
     threads: int = 0                        # torch CPU threads during the run; 0: leave unchanged
@@ -411,7 +411,8 @@ def run_bench(preset="full", out=None, data_root=None, device=None, compile_=Fal
         preset: 'full', 'quick' or 'tiny' (see :data:`PRESETS`); ``overrides`` change single
             :class:`BenchConfig` fields (e.g. ``steps=5``).
         out: CSV path written atomically, or None.
-        data_root: data loading reads the quick profile's training sets there; None: the demo images.
+        data_root: data loading reads the quick profile's training sets (T91, BSD200, DIV2K) under this root,
+            else under $SRLIB_DATA or ./data, else the demo images; the tiny preset uses the demo images.
         device: None picks CUDA when present, else CPU.
         compile_: also try ``torch.compile`` on srlib's path (on failure a line is printed and eager runs).
         amp: srlib precisions: 'auto' (see :func:`precisions`), 'fp32' or 'bf16'.
@@ -474,7 +475,8 @@ def _run(cfg, preset, out, data_root, device, compile_, amp, peak_tflops, parts,
                 del paths
                 gc.collect()
     if "data" in parts:
-        sources = resolve_datasets(TRAIN_SETS, data_root) if data_root else [DEMO]
+        # the quick profile's training sets under the data root ($SRLIB_DATA), else the demo images
+        sources = [DEMO] if preset == "tiny" and not data_root else resolve_datasets(TRAIN_SETS, data_root)
         fast, slow, n_files, cache_s = bench_data(sources, data_root, cfg)
         config = f"{'+'.join(sources)} ({n_files} images) crop{cfg.data_crop} b{cfg.batch}"
         rows.append(_row("data_loading", config, fast, slow, "crops/s",
@@ -533,7 +535,7 @@ def add_cli(sub):
     size.add_argument("--quick", action="store_true", help="crop 96 only, fewer steps, no 2048x2048 inference")
     size.add_argument("--tiny", action="store_true", help="tiny models and inputs: a dry run in seconds")
     b.add_argument("--out", default=None, help="write the table to this CSV (e.g. results/speed.csv)")
-    b.add_argument("--data-root", default=None, help="load T91/BSD200/DIV2K from here (default: demo images)")
+    b.add_argument("--data-root", default=None, help="load T91/BSD200/DIV2K from here (default: $SRLIB_DATA, else ./data, else the demo images)")
     b.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
     b.add_argument("--compile", action="store_true", help="also try torch.compile on srlib's path")
     b.add_argument("--amp", choices=["auto", "fp32", "bf16"], default="auto",

@@ -25,7 +25,7 @@ def make_upscaler(method, scale=4, device=None, tile=None):
         return "bicubic", lambda lr: imresize(lr, scale, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
     model, ckpt = load_generator(method, device=device, scale=scale)
     label = ckpt.get("meta", {}).get("run_name") or Path(method).parent.name or Path(method).stem
-    return label, lambda lr: upscale_array(model, lr, scale, tile=tile)
+    return label, lambda lr: upscale_array(model, lr, scale, tile=tile, amp=False)   # scores in fp32
 
 
 def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=None, label=None,

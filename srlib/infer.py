@@ -90,15 +90,19 @@ def _tiles(length, tile, overlap):
 
 
 @torch.inference_mode()
-def upscale_tensor(model, lr, scale, tile=None, overlap=16, device=None):
+def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=True):
     """Run ``model`` on a (B, 3, h, w) float tensor in [0, 1]; returns (B, 3, h*s, w*s) on the CPU.
 
     With ``tile`` (LR pixels), the image is processed in overlapping tiles; each output pixel comes
     from the tile where it lies farthest from an edge (the centre part of each tile is kept), so
-    memory is bounded by the tile size whatever the image size.
+    memory is bounded by the tile size whatever the image size. The default overlap of 40 keeps every
+    output pixel at least 20 LR pixels from a tile edge, beyond the 5-block generators' receptive field
+    (about 18 LR pixels), so SRGAN's tiled output equals the whole-image one up to float rounding;
+    GroupNorm and channel attention (the attention generator) use per-tile statistics and still differ.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    use_bf16 = amp and device.type == "cuda"     # bf16 autocast on CUDA only; scores use amp=False
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     b, c, h, w = lr.shape
     if not tile or (h <= tile and w <= tile):
         with autocast:
@@ -121,8 +125,8 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=16, device=None):
     return out
 
 
-def upscale_array(model, lr, scale, tile=None, overlap=16):
-    """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy)."""
+def upscale_array(model, lr, scale, tile=None, overlap=40, amp=True):
+    """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy). ``amp``: bf16 on CUDA."""
     x = torch.from_numpy(np.array(lr, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
-    return upscale_tensor(model, x, scale, tile, overlap)[0].permute(1, 2, 0).numpy()
+    return upscale_tensor(model, x, scale, tile, overlap, amp=amp)[0].permute(1, 2, 0).numpy()
 

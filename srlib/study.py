@@ -193,7 +193,7 @@ def figure_comparison(runs_dir, images, root=None, path=None, zoom=None):
         for j, (label, img) in enumerate(_outputs(it, models).items()):
             axes[2 * i, j].imshow(img)
             axes[2 * i, j].add_patch(Rectangle((x, y), size, size, fill=False, color="red", lw=1.5))
-            axes[2 * i, j].set_title(f"{label}" + ("" if label == "HR" else "") , fontsize=10)
+            axes[2 * i, j].set_title(label, fontsize=10)
             axes[2 * i + 1, j].imshow(img[y: y + size, x: x + size], interpolation="nearest")
             axes[2 * i + 1, j].set_title(f"{it.name}: zoom", fontsize=8)
     for ax in axes.ravel():
@@ -258,9 +258,6 @@ def record(path, **numbers):
     atomic_write(path, lambda f: f.write(json.dumps(clean, indent=2, sort_keys=True).encode()))
     return clean
 
-
-__all__ = ["environment_report", "dataset_summary", "plot_samples", "plot_history", "benchmark",
-           "table1_markdown", "figure_comparison", "figure_pairs", "plot_distributions", "record", "data_root"]
 
 
 def notebook_parameters(config_path, notebook, **extra):

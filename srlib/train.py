@@ -171,7 +171,7 @@ def validate(G, items, scale):
     G.eval()
     acc = {"psnr": [], "ssim": [], "psnr_paper": [], "ssim_paper": []}
     for it in items:
-        s = image_scores(upscale_array(G, it.lr, scale), it.hr, scale, it.gray)
+        s = image_scores(upscale_array(G, it.lr, scale, amp=False), it.hr, scale, it.gray)  # fp32 scores
         acc["psnr"].append(s["standard"][0])
         acc["ssim"].append(s["standard"][1])
         acc["psnr_paper"].append(s["paper"][0])
@@ -211,8 +211,7 @@ def train(cfg, out_dir, resume=True, force=False):
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["config"] != _plain(cfg):
             diff = {k: (ckpt["config"].get(k), v) for k, v in _plain(cfg).items() if ckpt["config"].get(k) != v}
-            allowed = {"epochs", "progress", "device", "num_workers", "data_root"}
-            if set(diff) - allowed:
+            if set(diff) - {"epochs"}:
                 raise ValueError(f"{ckpt_path}: config differs from the checkpoint's {diff}; use force=True "
                                  f"to restart or another out_dir")
         start_epoch, history = ckpt["epoch"], ckpt["history"]
@@ -301,13 +300,15 @@ def train(cfg, out_dir, resume=True, force=False):
                  "opt_D": opt_d.state_dict() if opt_d is not None else None, "epoch": epoch + 1,
                  "config": _plain(cfg), "history": history, "rng": _rng_state(),
                  "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
-        save_checkpoint(ckpt_path, state)
+        # the resume checkpoint goes last: if the process dies before it, the epoch is redone and the
+        # files written before it are rewritten; a finished checkpoint means everything else is current
         save_checkpoint(out / "generator.pt", {k: state[k] for k in ("format", "generator", "G", "epoch",
                                                                     "config", "meta")})
         _write_csv(csv_path, history)
         meta.update(epochs_done=epoch + 1, status="complete" if epoch + 1 == cfg.epochs else "running",
                     train_seconds=round(sum(r["seconds"] for r in history), 1), final=row)
         _write_json(meta_path, meta)
+        save_checkpoint(ckpt_path, state)
     return meta
 
 

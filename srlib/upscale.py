@@ -17,7 +17,7 @@ written atomically (temporary file, then rename). Conversions:
 - Alpha (``RGBA``, ``LA``, palette with transparency): the colour runs through the model; the alpha
   channel is upscaled separately with the MATLAB-compatible bicubic ``imresize`` and re-attached
   (output ``RGBA`` or ``LA``, 8-bit). Palette images are expanded to RGB (RGBA with transparency).
-- Large images go through the model in tiles of ``tile`` LR pixels (overlapping by 16), so the model's
+- Large images go through the model in tiles of ``tile`` LR pixels (overlapping by 40), so the model's
   memory stays bounded; ``tile=0`` runs the whole image at once. Tiling is exact up to rounding for
   SRGAN (BatchNorm uses stored statistics) but not for the attention generator: GroupNorm and channel
   attention compute their statistics per tile, so its tiled output differs slightly from the whole

@@ -113,3 +113,24 @@ def test_checkpoint_errors(tmp_path):
         load_generator(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="does not match"):
         T.train(smoke("srgan", init_from=str(path)), tmp_path / "warm")
+
+
+def test_crash_before_the_checkpoint_redoes_the_epoch(monkeypatch, tmp_path):
+    """The resume checkpoint is written last: a crash after the other files of the last epoch were
+    written leaves the previous checkpoint, and the rerun redoes that epoch and finishes cleanly."""
+    real_save = T.save_checkpoint
+
+    def crash_on_second_checkpoint(path, state):
+        if path.name == "checkpoint.pt" and state["epoch"] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_save(path, state)
+
+    monkeypatch.setattr(T, "save_checkpoint", crash_on_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke("psnr"), tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    meta = T.train(smoke("psnr"), tmp_path / "run")
+    assert meta["status"] == "complete" and meta["epochs_done"] == 2
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
+    assert load_checkpoint(tmp_path / "run" / "generator.pt")["epoch"] == 2

@@ -289,3 +289,16 @@ def test_huge_image_is_a_clean_error(tmp_path, ckpt, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)   # 117 pixels > 2x the limit: PIL's bomb check
     written, errors = run_folder([tmp_path / "big.png"], tmp_path, ckpt)
     assert written == [] and errors[0].startswith(f"{tmp_path / 'big.png'}: image too large")
+
+
+def test_default_overlap_makes_srgan_tiles_exact():
+    """With the default overlap every kept pixel lies beyond the 5-block SRGAN's receptive field."""
+    import torch
+    from srlib.archs import SRGANGenerator
+    from srlib.infer import upscale_tensor
+    torch.manual_seed(0)
+    model = SRGANGenerator().eval()
+    lr = torch.rand(1, 3, 60, 100, generator=torch.Generator().manual_seed(2))
+    whole = upscale_tensor(model, lr, 4)
+    tiled = upscale_tensor(model, lr, 4, tile=48)
+    assert (tiled - whole).abs().max().item() < 1e-4
