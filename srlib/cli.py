@@ -13,8 +13,10 @@ def _evaluate(args):
     from .data import resolve_datasets
     protocols = ("standard", "paper") if args.protocol == "both" else (args.protocol,)
     datasets = resolve_datasets(args.datasets, args.data_root)
+    # several checkpoints may share a run-folder name: label them by path so their scores never merge
+    label = (lambda m: m) if len(args.method) > 1 else (lambda m: None)
     frames = [summarize(evaluate(m, datasets, args.data_root, args.scale, protocols, device=args.device,
-                                 progress=True))
+                                 label=label(m), progress=True))
               for m in args.method]
     import pandas as pd
     table = pd.concat(frames, ignore_index=True)

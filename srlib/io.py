@@ -102,6 +102,9 @@ def atomic_write(path, write_fn, mode="wb"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)      # mkstemp makes 0600; give the usual permissions of a new file
     try:
         with os.fdopen(fd, mode) as f:
             write_fn(f)

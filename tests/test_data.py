@@ -132,3 +132,17 @@ def test_train_dataset_crops_deterministic_and_skips_small(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ImageError, match="no training image"):
             TrainDataset(["Train"], tmp_path, crop=128)
+
+
+def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
+    import os
+    from srlib.io import atomic_write
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        atomic_write(target, lambda f: (f.write(b"half"), (_ for _ in ()).throw(RuntimeError("crash"))))
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    atomic_write(target, lambda f: f.write(b"new"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o666 & ~umask
