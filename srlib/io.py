@@ -39,7 +39,9 @@ class Decoded:
     bits: int                  # 8 or 16: bit depth of the source samples
 
 
-def _to_uint8(arr, mode):
+def samples_to_uint8(arr, mode):
+    """Samples of a PIL mode to uint8: 16/32-bit integer (``I*``) by round(v / 257), float (``F``, in [0, 1])
+    by round(v * 255); other modes are cast."""
     if mode.startswith("I"):
         return np.clip(np.floor(arr.astype(np.float64) / 257.0 + 0.5), 0, 255).astype(np.uint8)
     if mode == "F":
@@ -63,7 +65,7 @@ def read_image_full(path, exif_transpose=False):
                 alpha = np.asarray(rgba.getchannel("A"))
             if mode in GRAY_MODES:
                 g = np.asarray(im.getchannel(0) if mode == "LA" else im)
-                g = _to_uint8(g, mode) if mode != "1" else g.astype(np.uint8) * 255
+                g = samples_to_uint8(g, mode) if mode != "1" else g.astype(np.uint8) * 255
                 return Decoded(np.repeat(g[..., None], 3, axis=2), True, alpha, bits)
             rgb = np.asarray(im.convert("RGB"))
     except FileNotFoundError:

@@ -16,6 +16,7 @@ from .evaluate import evaluate, summarize, write_csv
 from .imresize import imresize
 from .infer import load_generator, pick_device, upscale_array
 from .io import atomic_write
+from .metrics import to_uint8
 
 RUN_MODELS = ("srgan", "attention", "psnr")
 LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention (ours)",
@@ -173,7 +174,7 @@ def _zoom_box(hr, size):
 def _outputs(item, models):
     outs = {"Bicubic": imresize(item.lr, 4, output_shape=item.hr.shape[:2])}
     for label, model in models.items():
-        outs[label] = (np.clip(upscale_array(model, item.lr, 4), 0, 1) * 255 + 0.5).astype(np.uint8)
+        outs[label] = to_uint8(upscale_array(model, item.lr, 4))
     outs["HR"] = item.hr
     return outs
 

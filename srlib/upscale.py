@@ -1,6 +1,6 @@
 """Upscale your own images with a trained checkpoint, from Python or the command line.
 
-    python -m srlib upscale photo.jpg scans/ "shots/*.png" -o out/ --checkpoint runs/attention/best.pt
+    python -m srlib upscale photo.jpg scans/ "shots/*.png" -o out/ --checkpoint results/train/attention/generator.pt
 
 The generator and its scale come from the checkpoint (``ckpt['generator']``). Each input becomes
 ``OUT_DIR/<stem><suffix>.png`` (PNG always, so nothing is lost; the suffix defaults to ``_x<scale>``),
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from .imresize import imresize
 from .infer import CheckpointError, load_generator, pick_device, upscale_array
-from .io import IMAGE_EXTENSIONS, ImageError, list_images, read_image_full, write_image
+from .io import IMAGE_EXTENSIONS, ImageError, list_images, read_image_full, samples_to_uint8, write_image
 
 DEFAULT_TILE = 256                          # LR pixels per tile side; 0 = whole image
 LUMA = np.array([0.299, 0.587, 0.114])      # PIL convert('L') weights (BT.601)
@@ -86,7 +86,7 @@ def _upscale_alpha(alpha, scale):
     """(h, w) alpha -> (h*s, w*s) uint8 with MATLAB bicubic; a constant alpha stays constant."""
     alpha = np.asarray(alpha)
     if alpha.dtype != np.uint8:                           # 16-bit alpha: to 8 bits like the colour
-        alpha = np.clip(np.floor(alpha / 257.0 + 0.5), 0, 255).astype(np.uint8)
+        alpha = samples_to_uint8(alpha, "I;16")
     shape = (alpha.shape[0] * scale, alpha.shape[1] * scale)
     if alpha.min() == alpha.max():                        # e.g. fully opaque: skip the dense resize
         return np.full(shape, alpha.flat[0], np.uint8)
