@@ -19,9 +19,10 @@ paper's training loop follows:
 - inference: the whole image in one call, fp32, NCHW, under ``no_grad``.
 
 srlib's path: :func:`srlib.train.train_step` (one G forward, reused detached for D; D frozen during the
-generator's backward), channels_last, Adam as train.py builds it (torch's default), bf16 autocast on CUDA
-as :func:`srlib.train.train`; on a CPU with native bf16 (AMX / AVX512-BF16) a bf16-autocast variant is
-measured besides fp32. Data: :class:`srlib.data.TrainDataset` (images decoded once, numpy crops, MATLAB
+generator's backward), channels_last (G, D and the loss's VGG16), Adam as train.py builds it (torch's
+default), in the precision of train.py's ``amp='auto'``: bf16 autocast on CUDA, fp32 on CPU. On a CPU with
+native bf16 (AMX / AVX512-BF16) the bf16-autocast variant, what ``amp='bf16'`` trains with, is measured
+besides fp32. Data: :class:`srlib.data.TrainDataset` (images decoded once, numpy crops, MATLAB
 bicubic LR). Inference: :func:`srlib.infer.upscale_tensor` in tiles of 256 LR pixels.
 
 Both step paths start from the same weights and use the same random batch (B, 3, crop/4, crop/4) ->
@@ -30,7 +31,6 @@ Both step paths start from the same weights and use the same random batch (B, 3,
 load hits all of them; the table gives medians. The SRGAN loss uses a random-init VGG16
 (``vgg_weights='random'``): the same cost as ImageNet weights, which timing does not need.
 """
-import contextlib
 import copy
 import dataclasses
 import gc
@@ -46,7 +46,7 @@ import torch
 
 from . import archs
 from .data import DEMO, TrainDataset, hr_files, resolve_datasets
-from .infer import pick_device, upscale_tensor
+from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
 from .train import build_generator, build_losses, make_config, train_step
 
@@ -112,14 +112,6 @@ def naive_step(G, D, opt_g, opt_d, crit, lr, hr):
     return dict(d_loss=d_loss.item(), g_loss=g_loss.item(), d_score=real_out.item(), g_score=fake_out.item())
 
 
-def cpu_bf16_supported():
-    """The CPU runs bf16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def precisions(device, amp="auto"):
     """srlib variants to measure: 'bf16' on CUDA (as train()); on CPU 'fp32' (as train()) and, where the
     CPU has native bf16, 'bf16' too. ``amp`` 'fp32' or 'bf16' picks one."""
@@ -128,12 +120,6 @@ def precisions(device, amp="auto"):
     if device.type == "cuda":
         return ("bf16",)
     return ("fp32", "bf16") if device.type == "cpu" and cpu_bf16_supported() else ("fp32",)
-
-
-def _autocast(device, precision):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
 
 
 def count_flops(fn):
@@ -157,7 +143,7 @@ class _Path:
         self.name, self.device, self.naive, self.compiled = name, device, naive, False
         fmt = torch.contiguous_format if naive else torch.channels_last
         self.G, self.D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
-        self.crit = crit.to(device)
+        self.crit = crit.to(device, memory_format=fmt)
         self.lr = lr.to(device).contiguous(memory_format=fmt)
         self.hr = hr.to(device).contiguous(memory_format=fmt)
         if naive:
@@ -165,7 +151,7 @@ class _Path:
             self.opt_d = torch.optim.Adam(D.parameters(), 1e-4, foreach=False)
         else:
             self.opt_g, self.opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
-        self.autocast = None if naive else _autocast(device, precision)
+        self.autocast = None if naive else autocast(precision, device)
         self.want_compile, self.times, self.flops = compile_, [], math.nan
         self.g_run, self.d_run = self.G, self.D
 
@@ -334,8 +320,7 @@ def bench_inference(cfg, device, precs, seed=0):
     gen = torch.Generator().manual_seed(seed)
     warm = torch.rand(1, 3, 32, 32, generator=gen)
     for p, m in models.items():                      # untimed: first-call (kernel selection) costs
-        with _cpu_amp(device, p):
-            upscale_tensor(m, warm, 4, tile=cfg.tile, overlap=cfg.overlap)
+        upscale_tensor(m, warm, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p)
     with torch.no_grad():
         naive_model(warm.to(device))
     for n in cfg.infer_sizes:
@@ -350,8 +335,7 @@ def bench_inference(cfg, device, precs, seed=0):
             naive = _timed_inference(run_naive, device, reps)
         for p, m in models.items():
             def run():
-                with _cpu_amp(device, p):
-                    return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap)
+                return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p)
             t, rss, cuda_mb, reset = _timed_inference(run, device, reps)
             config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p}"
             out_mb = 3 * (4 * n) ** 2 * 4 / 2 ** 20
@@ -370,13 +354,6 @@ def bench_inference(cfg, device, precs, seed=0):
                 rows.append(_row("inference_cuda_mem", config, cuda_mb, naive[2] if naive else math.nan, "MB",
                                  cost=True, note="torch.cuda.max_memory_allocated"))
     return rows
-
-
-def _cpu_amp(device, precision):
-    """upscale_tensor already uses bf16 autocast on CUDA; on CPU the bf16 variant adds it around the call."""
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # -------------------------------------------------------------------------------------------- driver

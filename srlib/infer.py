@@ -7,7 +7,6 @@ A checkpoint is one dict of tensors and plain data::
 
 It is written to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
 """
-import contextlib
 import io
 import math
 import pickle
@@ -19,6 +18,7 @@ from .archs import build_generator
 from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class CheckpointError(ValueError):
@@ -30,6 +30,36 @@ def pick_device(device=None):
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_bf16_supported():
+    """The CPU runs bf16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(amp, device):
+    """The compute precision 'fp32' or 'bf16' for ``amp`` on ``device``.
+
+    ``amp``: 'auto' (bf16 on CUDA, fp32 elsewhere), 'fp32', 'bf16'; True and False mean 'auto' and 'fp32'.
+    bf16 means autocast: convolutions and matmuls in bf16, reductions, norms and losses in fp32.
+    """
+    amp = {True: "auto", False: "fp32"}.get(amp, amp)
+    if amp not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {amp!r}")
+    if amp == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return amp
+
+
+def autocast(precision, device):
+    """A context for ``precision`` ('fp32' or 'bf16', see :func:`resolve_precision`) on ``device``."""
+    device_type = torch.device(device).type
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return torch.autocast(device_type, enabled=False)
 
 
 def save_checkpoint(path, state):
@@ -93,6 +123,9 @@ def _tiles(length, tile, overlap):
 def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=True):
     """Run ``model`` on a (B, 3, h, w) float tensor in [0, 1]; returns (B, 3, h*s, w*s) on the CPU.
 
+    ``amp``: precision as :func:`resolve_precision` (True: bf16 on CUDA, fp32 elsewhere; False: fp32,
+    which scores use; 'bf16': also on CPU, fast where the CPU has native bf16).
+
     With ``tile`` (LR pixels), the image is processed in overlapping tiles; each output pixel comes
     from the tile where it lies farthest from an edge (the centre part of each tile is kept), so
     memory is bounded by the tile size whatever the image size. The default overlap of 40 keeps every
@@ -101,11 +134,10 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     GroupNorm and channel attention (the attention generator) use per-tile statistics and still differ.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
-    use_bf16 = amp and device.type == "cuda"     # bf16 autocast on CUDA only; scores use amp=False
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    context = autocast(resolve_precision(amp, device), device)
     b, c, h, w = lr.shape
     if not tile or (h <= tile and w <= tile):
-        with autocast:
+        with context:
             return model(lr.to(device)).float().clamp_(0, 1).cpu()
     overlap = min(overlap, tile // 2)
     out = torch.empty(b, c, h * scale, w * scale)
@@ -118,7 +150,7 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
             x0 = 0 if j == 0 else (x + xs[j - 1] + tw) // 2
             x1 = w if j == len(xs) - 1 else (xs[j + 1] + x + tw) // 2
             patch = lr[:, :, y: y + th, x: x + tw].to(device)
-            with autocast:
+            with context:
                 sr = model(patch).float().clamp_(0, 1).cpu()
             out[:, :, y0 * scale: y1 * scale, x0 * scale: x1 * scale] = \
                 sr[:, :, (y0 - y) * scale: (y1 - y) * scale, (x0 - x) * scale: (x1 - x) * scale]
@@ -126,7 +158,7 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
 
 
 def upscale_array(model, lr, scale, tile=None, overlap=40, amp=True):
-    """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy). ``amp``: bf16 on CUDA."""
+    """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy). ``amp``: as upscale_tensor."""
     x = torch.from_numpy(np.array(lr, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
     return upscale_tensor(model, x, scale, tile, overlap, amp=amp)[0].permute(1, 2, 0).numpy()
 

@@ -16,6 +16,7 @@ import math
 import platform
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,8 @@ import torch
 
 from . import archs, losses
 from .data import TrainDataset, load_eval_set, resolve_datasets
-from .infer import FORMAT, load_checkpoint, pick_device, save_checkpoint, upscale_array
+from .infer import (FORMAT, PRECISIONS, autocast, cpu_bf16_supported, load_checkpoint, pick_device, resolve_precision,
+                    save_checkpoint, upscale_array)
 from .io import atomic_write
 from .metrics import image_scores
 
@@ -63,6 +65,8 @@ class TrainConfig:
     num_workers: int = 0                # DataLoader workers (0 on CPU: the 2 cores are busy training)
     device: str | None = None           # None: CUDA when present, else CPU
     channels_last: bool = True
+    amp: str = "auto"                   # 'auto' (bf16 on CUDA, fp32 on CPU) | 'fp32' | 'bf16' (autocast;
+                                        # on CPU fast only with AMX / AVX512-BF16, see `srlib bench`)
     progress: bool = True               # tqdm progress bars
 
     @property
@@ -118,6 +122,8 @@ def make_config(model="attention", profile="quick", **overrides):
             except ValueError:
                 raise ValueError(f"config {f.name}={value!r} is not a number") from None
     cfg.betas = tuple(float(b) for b in cfg.betas)
+    if cfg.amp not in PRECISIONS:
+        raise ValueError(f"config amp={cfg.amp!r}: choose from {list(PRECISIONS)}")
     return cfg
 
 
@@ -209,8 +215,10 @@ def train(cfg, out_dir, resume=True, force=False):
     start_epoch, history, ckpt = 0, [], None
     if ckpt_path.exists() and resume and not force:
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt["config"] != _plain(cfg):
-            diff = {k: (ckpt["config"].get(k), v) for k, v in _plain(cfg).items() if ckpt["config"].get(k) != v}
+        # a key missing from an older checkpoint ran with that field's default
+        saved = {**_plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
+        if saved != _plain(cfg):
+            diff = {k: (saved.get(k), v) for k, v in _plain(cfg).items() if saved.get(k) != v}
             if set(diff) - {"epochs"}:
                 raise ValueError(f"{ckpt_path}: config differs from the checkpoint's {diff}; use force=True "
                                  f"to restart or another out_dir")
@@ -230,7 +238,7 @@ def train(cfg, out_dir, resume=True, force=False):
         G.load_state_dict(init["G"])
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G.to(device, memory_format=fmt)
-    crit.to(device)
+    crit.to(device, memory_format=fmt)     # the VGG16 of the SRGAN loss
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = None
     if D is not None:
@@ -255,8 +263,12 @@ def train(cfg, out_dir, resume=True, force=False):
             "torch": torch.__version__, "python": platform.python_version(), "run_name": out.name,
             "train_images": len(dataset.images), "val_images": len(val_items),
             "parameters_G": archs.count_parameters(G), "parameters_D": archs.count_parameters(D) if D else 0}
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    precision = resolve_precision(cfg.amp, device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_bf16_supported():
+        warnings.warn("amp='bf16' on a CPU without native bf16 (AMX / AVX512-BF16): emulated, likely slower "
+                      "than fp32", RuntimeWarning, stacklevel=2)
+    meta["precision"] = precision
+    context = autocast(precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -281,7 +293,7 @@ def train(cfg, out_dir, resume=True, force=False):
                 break
             lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
             hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            res = train_step(G, D, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, autocast)
+            res = train_step(G, D, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
             for k in ("d_loss", "g_loss"):
                 _check_finite(res[k], k, epoch, step)
             for k, v in res.items():
@@ -312,7 +324,7 @@ def train(cfg, out_dir, resume=True, force=False):
     return meta
 
 
-def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, autocast=None):
+def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, context=None):
     """One batch: a discriminator update, then a generator update (the paper's order, section 4.1.4).
 
     G's output is computed once and reused (detached) for D's update; D's weights are frozen during the
@@ -320,14 +332,14 @@ def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, autocast=None):
     The generator step is skipped if a loss is not finite (the caller stops the run).
     Returns detached scalars d_loss, g_loss, d_score (mean D(x)), g_score (mean D(G(z))).
     """
-    autocast = autocast or contextlib.nullcontext()
+    context = context or contextlib.nullcontext()   # e.g. autocast(precision, device)
     zero = torch.zeros((), device=lr.device)
     d_loss = d_score = g_score = zero
-    with autocast:
+    with context:
         sr = G(lr)
     if gan:
         D.requires_grad_(True)
-        with autocast:
+        with context:
             real = D(hr).float()
             fake = D(sr.detach()).float()
         d_loss = losses.discriminator_loss(real, fake)
@@ -338,11 +350,12 @@ def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, autocast=None):
         opt_d.step()
         d_score, g_score = real.detach().mean(), fake.detach().mean()
         D.requires_grad_(False)
-        with autocast:
+        with context:
             fake_g = D(sr).float()
-        g_loss, _ = crit(fake_g, sr.float(), hr)
+            g_loss, _ = crit(fake_g, sr.float(), hr)      # SRGAN's VGG16 in bf16 too; the loss in fp32
     else:
-        g_loss, _ = crit(None, sr.float(), hr)
+        with context:
+            g_loss, _ = crit(None, sr.float(), hr)
     if torch.isfinite(g_loss):
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
