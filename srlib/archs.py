@@ -112,10 +112,25 @@ class _ResNetGenerator(nn.Module):
         self.tail = nn.Conv2d(n_feats, 3, 9, padding=4)
 
     def forward(self, x):                          # (B, 3, h, w) in [0, 1]
-        feat = self.head(x)                        # (B, C, h, w)
-        feat = feat + self.trunk(self.body(feat))  # long skip
+        return self.reconstruct(self.features(x))
+
+    def features(self, x):
+        """The low-resolution part: (B, 3, h, w) -> (B, C, h, w). It holds every normalization and attention
+        layer, so whole-image statistics (GroupNorm, channel attention) are all taken here."""
+        feat = self.head(x)
+        return feat + self.trunk(self.body(feat))  # long skip
+
+    def reconstruct(self, feat):
+        """The upsampling part, purely local (convolutions, PixelShuffle, PReLU; receptive field about
+        3 LR pixels): (B, C, h, w) -> (B, 3, h*s, w*s) in [0, 1]."""
         feat = self.upsample(feat)                 # (B, C, h*s, w*s)
-        return (torch.tanh(self.tail(feat)) + 1) / 2  # (B, 3, h*s, w*s) in [0, 1]
+        return (torch.tanh(self.tail(feat)) + 1) / 2
+
+    def has_global_statistics(self):
+        """True when an output pixel depends on the whole image (GroupNorm, channel attention, or a
+        BatchNorm in training mode), so that exact tiling must run :meth:`features` on the whole image."""
+        return any(isinstance(m, (nn.GroupNorm, nn.AdaptiveAvgPool2d))
+                   or (isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training) for m in self.modules())
 
 
 class SRGANGenerator(_ResNetGenerator):

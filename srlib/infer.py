@@ -127,11 +127,18 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     which scores use; 'bf16': also on CPU, fast where the CPU has native bf16).
 
     With ``tile`` (LR pixels), the image is processed in overlapping tiles; each output pixel comes
-    from the tile where it lies farthest from an edge (the centre part of each tile is kept), so
-    memory is bounded by the tile size whatever the image size. The default overlap of 40 keeps every
-    output pixel at least 20 LR pixels from a tile edge, beyond the 5-block generators' receptive field
-    (about 18 LR pixels), so SRGAN's tiled output equals the whole-image one up to float rounding;
-    GroupNorm and channel attention (the attention generator) use per-tile statistics and still differ.
+    from the tile where it lies farthest from an edge (the centre part of each tile is kept). The default
+    overlap of 40 keeps every output pixel at least 20 LR pixels from a tile edge, beyond the 5-block
+    generators' receptive field (about 18 LR pixels), so tiled output equals the whole-image one up to
+    float rounding:
+
+    - SRGAN (BatchNorm with stored statistics) runs entirely in tiles: memory is bounded by the tile size
+      whatever the image size.
+    - A generator with whole-image statistics (GroupNorm, channel attention: the attention generator)
+      runs its low-resolution part (``model.features``) on the whole image, so that the statistics are
+      those of the whole image, and its upsampling part (``model.reconstruct``, where the large maps
+      are) in tiles. Memory then grows with the LR image: a few C-channel maps of LR size, each
+      C / 48 times the fp32 output (1.3x at C = 64), never the 16x larger C-channel maps of output size.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
     context = autocast(resolve_precision(amp, device), device)
@@ -139,6 +146,10 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     if not tile or (h <= tile and w <= tile):
         with context:
             return model(lr.to(device)).float().clamp_(0, 1).cpu()
+    src, run = lr, model
+    if hasattr(model, "features") and model.has_global_statistics():
+        with context:
+            src, run = model.features(lr.to(device)), model.reconstruct
     overlap = min(overlap, tile // 2)
     out = torch.empty(b, c, h * scale, w * scale)
     (ys, th), (xs, tw) = _tiles(h, tile, overlap), _tiles(w, tile, overlap)
@@ -149,9 +160,9 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
         for j, x in enumerate(xs):
             x0 = 0 if j == 0 else (x + xs[j - 1] + tw) // 2
             x1 = w if j == len(xs) - 1 else (xs[j + 1] + x + tw) // 2
-            patch = lr[:, :, y: y + th, x: x + tw].to(device)
+            patch = src[:, :, y: y + th, x: x + tw].to(device)
             with context:
-                sr = model(patch).float().clamp_(0, 1).cpu()
+                sr = run(patch).float().clamp_(0, 1).cpu()
             out[:, :, y0 * scale: y1 * scale, x0 * scale: x1 * scale] = \
                 sr[:, :, (y0 - y) * scale: (y1 - y) * scale, (x0 - x) * scale: (x1 - x) * scale]
     return out

@@ -3,8 +3,9 @@ import warnings
 import pytest
 import torch
 
-from srlib import train as T
-from srlib.infer import CheckpointError, load_checkpoint, load_generator, save_checkpoint
+from srlib import archs, train as T
+from srlib.infer import (CheckpointError, autocast, load_checkpoint, load_generator, resolve_precision,
+                         save_checkpoint)
 
 
 def smoke(model="attention", **kw):
@@ -134,3 +135,63 @@ def test_crash_before_the_checkpoint_redoes_the_epoch(monkeypatch, tmp_path):
     assert meta["status"] == "complete" and meta["epochs_done"] == 2
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
     assert load_checkpoint(tmp_path / "run" / "generator.pt")["epoch"] == 2
+
+
+def test_precision_choice():
+    assert resolve_precision("auto", "cuda") == "bf16" and resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision(True, "cpu") == "fp32" and resolve_precision(False, "cuda") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="config amp='fp16'"):
+        T.make_config("srgan", "quick", amp="fp16")
+    assert T.make_config("srgan", "quick").amp == "auto"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_train_step_precision_reaches_every_convolution(precision):
+    """Under bf16 autocast the convolutions of G, D and the SRGAN loss's VGG16 run in bf16 (the loss's
+    VGG16 is most of an SRGAN step), while the losses and the updated weights stay fp32."""
+    cfg = smoke("srgan")
+    torch.manual_seed(0)
+    G, _ = T.build_generator(cfg)
+    D = archs.Discriminator()
+    crit, _, _ = T.build_losses(cfg)
+    seen = {}
+    for name, net in (("G", G), ("D", D), ("vgg", crit.vgg)):
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.register_forward_hook(lambda mod, i, out, name=name: seen.setdefault(name, set()).add(out.dtype))
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4), torch.optim.Adam(D.parameters(), 1e-4)
+    gen = torch.Generator().manual_seed(0)
+    lr, hr = torch.rand(2, 3, 8, 8, generator=gen), torch.rand(2, 3, 32, 32, generator=gen)
+    res = T.train_step(G, D, opt_g, opt_d, crit, lr, hr, True, autocast(precision, "cpu"))
+    want = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert seen == {"G": {want}, "D": {want}, "vgg": {want}}
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in res.values())
+    assert all(p.dtype == torch.float32 for p in [*G.parameters(), *D.parameters()])
+
+
+def test_bf16_training_run_records_its_precision(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bf16 = T.train(smoke("attention", amp="bf16"), tmp_path / "bf16")
+        fp32 = T.train(smoke("attention"), tmp_path / "fp32")
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["config"]["amp"] == "bf16"
+    a = load_checkpoint(tmp_path / "bf16" / "generator.pt")["G"]
+    b = load_checkpoint(tmp_path / "fp32" / "generator.pt")["G"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)      # bf16 really changed the arithmetic
+    assert abs(bf16["final"]["psnr"] - fp32["final"]["psnr"]) < 0.5
+
+
+def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
+    """A checkpoint written before a config field existed ran with that field's default."""
+    T.train(smoke("psnr", epochs=1), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    ck = load_checkpoint(path)
+    del ck["config"]["amp"]
+    save_checkpoint(path, ck)
+    assert T.train(smoke("psnr"), tmp_path / "run")["epochs_done"] == 2
+    with pytest.raises(ValueError, match="amp"):
+        T.train(smoke("psnr", epochs=3, amp="bf16"), tmp_path / "run")

@@ -11,7 +11,7 @@ from PIL import Image
 from srlib import io as srio
 from srlib.archs import AttentionGenerator, SRGANGenerator
 from srlib.imresize import imresize
-from srlib.infer import FORMAT, CheckpointError, save_checkpoint, upscale_array
+from srlib.infer import FORMAT, CheckpointError, save_checkpoint, upscale_array, upscale_tensor
 from srlib.io import Decoded, read_image_full
 from srlib.upscale import (expand_inputs, load_upscaler, main, upscale_file, upscale_files,
                            upscale_image)
@@ -301,4 +301,33 @@ def test_default_overlap_makes_srgan_tiles_exact():
     lr = torch.rand(1, 3, 60, 100, generator=torch.Generator().manual_seed(2))
     whole = upscale_tensor(model, lr, 4)
     tiled = upscale_tensor(model, lr, 4, tile=48)
+    assert (tiled - whole).abs().max().item() < 1e-4
+
+
+def test_cli_precision_bf16_is_close_to_fp32(tmp_path, ckpt):
+    Image.fromarray(rand_img((20, 24, 3))).save(tmp_path / "im.png")
+    outs = {}
+    for p in ("fp32", "bf16"):
+        base = [str(tmp_path / "im.png"), "-o", str(tmp_path / p), "--device", "cpu", "--checkpoint", str(ckpt)]
+        assert main(base + ["--precision", p]) == 0
+        outs[p] = np.asarray(Image.open(tmp_path / p / "im_x4.png"), dtype=int)
+    diff = np.abs(outs["bf16"] - outs["fp32"])
+    assert outs["bf16"].shape == (80, 96, 3) and 0 < diff.max() <= 3 and diff.mean() < 0.5
+    with pytest.raises(SystemExit):
+        main(base + ["--precision", "fp16"])
+
+
+def test_attention_tiles_use_whole_image_statistics(monkeypatch):
+    """The attention generator's GroupNorm and channel attention see the whole image: its features run
+    once on the whole LR image, and only the upsampling part runs per tile."""
+    torch.manual_seed(0)
+    model = AttentionGenerator(n_blocks=2, n_feats=16).eval()
+    assert model.has_global_statistics() and not SRGANGenerator(n_blocks=1, n_feats=16).eval().has_global_statistics()
+    lr = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(3))
+    whole = upscale_tensor(model, lr, 4)
+    shapes = []
+    real = AttentionGenerator.features
+    monkeypatch.setattr(AttentionGenerator, "features", lambda self, x: shapes.append(x.shape) or real(self, x))
+    tiled = upscale_tensor(model, lr, 4, tile=32)
+    assert shapes == [(1, 3, 70, 90)]
     assert (tiled - whole).abs().max().item() < 1e-4
