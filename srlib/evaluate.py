@@ -18,8 +18,8 @@ from .metrics import PROTOCOLS, image_scores
 def make_upscaler(method, scale=4, device=None, tile=None):
     """Return ``(label, fn)`` where ``fn(lr_uint8) -> sr`` (float [0, 1] or uint8, HWC) and ``label`` names it.
 
-    Benchmark images run whole by default (``tile=None``): GroupNorm and channel attention use
-    whole-image statistics, so tiles can change the attention model's output slightly.
+    Benchmark images run whole by default (``tile=None``); with ``tile`` the scores agree up to float
+    rounding (see :func:`srlib.infer.upscale_tensor`). Scores are computed in fp32.
     """
     if method == "bicubic":
         return "bicubic", lambda lr: imresize(lr, scale, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))

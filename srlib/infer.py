@@ -19,6 +19,7 @@ from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
 PRECISIONS = ("auto", "fp32", "bf16")
+RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field 2.5 LR px)
 
 
 class CheckpointError(ValueError):
@@ -137,7 +138,7 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     - A generator with whole-image statistics (GroupNorm, channel attention: the attention generator)
       runs its low-resolution part (``model.features``) on the whole image, so that the statistics are
       those of the whole image, and its upsampling part (``model.reconstruct``, where the large maps
-      are) in tiles. Memory then grows with the LR image: a few C-channel maps of LR size, each
+      are) in tiles overlapping by :data:`RECONSTRUCT_OVERLAP`. Memory then grows with the LR image: a few C-channel maps of LR size, each
       C / 48 times the fp32 output (1.3x at C = 64), never the 16x larger C-channel maps of output size.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
@@ -150,6 +151,7 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     if hasattr(model, "features") and model.has_global_statistics():
         with context:
             src, run = model.features(lr.to(device)), model.reconstruct
+        overlap = min(overlap, RECONSTRUCT_OVERLAP)
     overlap = min(overlap, tile // 2)
     out = torch.empty(b, c, h * scale, w * scale)
     (ys, th), (xs, tw) = _tiles(h, tile, overlap), _tiles(w, tile, overlap)

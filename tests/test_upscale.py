@@ -291,13 +291,12 @@ def test_huge_image_is_a_clean_error(tmp_path, ckpt, monkeypatch):
     assert written == [] and errors[0].startswith(f"{tmp_path / 'big.png'}: image too large")
 
 
-def test_default_overlap_makes_srgan_tiles_exact():
-    """With the default overlap every kept pixel lies beyond the 5-block SRGAN's receptive field."""
-    import torch
-    from srlib.archs import SRGANGenerator
-    from srlib.infer import upscale_tensor
+@pytest.mark.parametrize("generator", [SRGANGenerator, AttentionGenerator])
+def test_default_overlap_makes_full_size_tiles_exact(generator):
+    """With the default overlap every kept pixel lies beyond the 5-block SRGAN's receptive field; the
+    attention generator's tiled upsampling part (overlap 8) lies beyond its 2.5 LR px."""
     torch.manual_seed(0)
-    model = SRGANGenerator().eval()
+    model = generator().eval()
     lr = torch.rand(1, 3, 60, 100, generator=torch.Generator().manual_seed(2))
     whole = upscale_tensor(model, lr, 4)
     tiled = upscale_tensor(model, lr, 4, tile=48)
