@@ -23,7 +23,9 @@ generator's backward), channels_last (G, D and the loss's VGG16), Adam as train.
 default), in the precision of train.py's ``amp='auto'``: bf16 autocast on CUDA, fp32 on CPU. On a CPU with
 native bf16 (AMX / AVX512-BF16) the bf16-autocast variant, what ``amp='bf16'`` trains with, is measured
 besides fp32. Data: :class:`srlib.data.TrainDataset` (images decoded once, numpy crops, MATLAB
-bicubic LR). Inference: :func:`srlib.infer.upscale_tensor` in tiles of 256 LR pixels.
+bicubic LR). Inference: :func:`srlib.infer.upscale_tensor` in tiles of 256 LR pixels (exact: the attention
+generator's low-resolution part on the whole image); at the largest size also its low-memory mode (the
+whole network in tiles, per-tile statistics).
 
 Both step paths start from the same weights and use the same random batch (B, 3, crop/4, crop/4) ->
 (B, 3, crop, crop). Warm-up steps are not timed; the first one counts the step's FLOPs
@@ -333,26 +335,30 @@ def bench_inference(cfg, device, precs, seed=0):
                 with torch.no_grad():
                     return naive_model(lr.to(device)).clamp_(0, 1).cpu()
             naive = _timed_inference(run_naive, device, reps)
-        for p, m in models.items():
-            def run():
-                return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p)
-            t, rss, cuda_mb, reset = _timed_inference(run, device, reps)
-            config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p}"
-            out_mb = 3 * (4 * n) ** 2 * 4 / 2 ** 20
-            if naive:
-                note = f"srlib {t:.2f} s; untiled fp32 {naive[0]:.2f} s; {reps} rep(s)"
-                rows.append(_row("inference", config, mp / t, mp / naive[0], "MP/s", note=note))
-            else:
-                gb = 64 * (4 * n) ** 2 * 4 / 1e9
-                rows.append(_row("inference", config, mp / t, math.nan, "MP/s",
-                                 note=f"srlib {t:.2f} s; untiled not run: a 64-channel fp32 map at output "
-                                      f"size is {gb:.1f} GB"))
-            peak = "peak since reset" if reset else "process peak so far"
-            rows.append(_row("inference_rss", config, rss, naive[1] if naive else math.nan, "MB", cost=True,
-                             note=f"ru_maxrss, {peak}; includes the {out_mb:.0f} MB fp32 output"))
-            if device.type == "cuda":
-                rows.append(_row("inference_cuda_mem", config, cuda_mb, naive[2] if naive else math.nan, "MB",
-                                 cost=True, note="torch.cuda.max_memory_allocated"))
+        # exact (whole-image statistics) always; at the largest size also the low-memory mode
+        modes = (True, False) if n == max(cfg.infer_sizes) else (True,)
+        for exact in modes:
+            for p, m in models.items():
+                def run():
+                    return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p, exact=exact)
+                t, rss, cuda_mb, reset = _timed_inference(run, device, reps)
+                config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p}" + ("" if exact else " low-memory")
+                out_mb = 3 * (4 * n) ** 2 * 4 / 2 ** 20
+                mode = "whole-image statistics" if exact else "per-tile statistics (not exact)"
+                if naive:
+                    note = f"srlib {t:.2f} s; untiled fp32 {naive[0]:.2f} s; {reps} rep(s); {mode}"
+                    rows.append(_row("inference", config, mp / t, mp / naive[0], "MP/s", note=note))
+                else:
+                    gb = 64 * (4 * n) ** 2 * 4 / 1e9
+                    rows.append(_row("inference", config, mp / t, math.nan, "MP/s",
+                                     note=f"srlib {t:.2f} s; {mode}; untiled not run: a 64-channel fp32 map "
+                                          f"at output size is {gb:.1f} GB"))
+                peak = "peak since reset" if reset else "process peak so far"
+                rows.append(_row("inference_rss", config, rss, naive[1] if naive else math.nan, "MB", cost=True,
+                                 note=f"ru_maxrss, {peak}; includes the {out_mb:.0f} MB fp32 output"))
+                if device.type == "cuda":
+                    rows.append(_row("inference_cuda_mem", config, cuda_mb, naive[2] if naive else math.nan,
+                                     "MB", cost=True, note="torch.cuda.max_memory_allocated"))
     return rows
 
 

@@ -22,6 +22,9 @@ written atomically (temporary file, then rename). Conversions:
   output up to float rounding. SRGAN runs entirely in tiles. The attention generator's GroupNorm and
   channel attention need whole-image statistics, so its low-resolution part runs on the whole image
   and only the upsampling part (where the large maps are) in tiles; see :func:`srlib.infer.upscale_tensor`.
+  Its memory then grows with the image (about 1.5 kB per LR pixel in fp32 at 64 channels, measured by
+  ``srlib bench``). ``low_memory`` (``--low-memory``) runs it entirely in tiles instead: bounded memory,
+  but per-tile statistics, so the output is no longer equal to the whole-image one.
 - Precision (``--precision``): 'auto' is bf16 autocast on CUDA and fp32 on CPU; 'bf16' also on a CPU,
   where it is about 4x faster on CPUs with AMX / AVX512-BF16 (``srlib bench``) and differs from fp32 by
   a few 1/255 at most (tested on small generators).
@@ -96,18 +99,19 @@ def _upscale_alpha(alpha, scale):
     return imresize(alpha, scale, output_shape=shape)
 
 
-def upscale_image(model, decoded, scale, tile=DEFAULT_TILE, precision="auto"):
+def upscale_image(model, decoded, scale, tile=DEFAULT_TILE, precision="auto", low_memory=False):
     """Upscale a :class:`srlib.io.Decoded` image; returns a PIL image ready to save as PNG.
 
     Mode of the result: ``RGB``, ``RGBA`` (alpha), ``L`` (gray), ``LA`` (gray with alpha) or ``I;16``
     (16-bit gray). See the module docstring for the conversions. ``tile`` is in LR pixels (0: no tiles);
-    ``precision`` 'auto', 'fp32' or 'bf16' (see :func:`srlib.infer.resolve_precision`).
+    ``precision`` 'auto', 'fp32' or 'bf16' (see :func:`srlib.infer.resolve_precision`); ``low_memory``:
+    tile the whole network, whole-image statistics or not (see the module docstring).
     """
     h, w = decoded.rgb.shape[:2]
     if h == 0 or w == 0:
         raise ImageError(f"image has zero size ({w}x{h})")
     rgb = decoded.rgb if decoded.rgb.flags.writeable else decoded.rgb.copy()   # torch warns on read-only
-    sr = upscale_array(model, rgb, scale, tile=tile or None, amp=precision)   # (h*s, w*s, 3) float32 in [0, 1]
+    sr = upscale_array(model, rgb, scale, tile=tile or None, amp=precision, exact=not low_memory)   # float32 [0, 1]
     wide = decoded.gray and decoded.bits == 16 and decoded.alpha is None
     samples = _to_samples(sr, decoded.gray, 65535 if wide else 255)
     del sr
@@ -133,7 +137,7 @@ def _file_id(path):
     return st.st_dev, st.st_ino
 
 
-def upscale_file(model, src, dst, scale, tile=DEFAULT_TILE, precision="auto"):
+def upscale_file(model, src, dst, scale, tile=DEFAULT_TILE, precision="auto", low_memory=False):
     """Read image file ``src`` (EXIF orientation applied), upscale it, write PNG ``dst`` atomically.
 
     Refuses (``ImageError``) when ``dst`` is ``src`` itself. Returns ``dst`` as a ``Path``.
@@ -142,7 +146,7 @@ def upscale_file(model, src, dst, scale, tile=DEFAULT_TILE, precision="auto"):
         raise ImageError(f"{src}: output {dst} is this input file; refusing to overwrite it")
     decoded = read_image_full(src, exif_transpose=True)
     try:
-        img = upscale_image(model, decoded, scale, tile, precision)
+        img = upscale_image(model, decoded, scale, tile, precision, low_memory)
     except ImageError as e:
         raise ImageError(f"{src}: {e}") from None
     return Path(write_image(dst, img, fmt="PNG"))
@@ -191,12 +195,12 @@ def _report(msg):
 
 
 def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, suffix=None, arch=None,
-                  scale=None, progress=True, precision="auto"):
+                  scale=None, progress=True, precision="auto", low_memory=False):
     """Upscale every image named by ``inputs`` (see :func:`expand_inputs`) into ``out_dir``.
 
     The checkpoint is loaded first; its problems raise :class:`CheckpointError` before any image is
     read; so does an output folder that is a file (``ValueError``). A bad input is reported on stderr (``error: <path>: <problem>``) and skipped. ``suffix``
-    defaults to ``_x<scale>``; ``precision`` as :func:`upscale_image`. Returns ``(written, errors)``: output paths and error messages.
+    defaults to ``_x<scale>``; ``precision`` and ``low_memory`` as :func:`upscale_image`. Returns ``(written, errors)``: output paths and error messages.
     """
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"{out_dir}: output folder exists and is not a folder")
@@ -218,13 +222,13 @@ def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, s
             if key in claimed:
                 raise ImageError(f"{src}: output {dst} is already the output of {claimed[key]} "
                                  "(same name); rename one of them")
-            written.append(upscale_file(model, src, dst, scale, tile, precision))
+            written.append(upscale_file(model, src, dst, scale, tile, precision, low_memory))
             claimed[key] = src
         except ImageError as e:
             errors.append(str(e))
             _report(errors[-1])
         except Exception as e:  # noqa: BLE001 - one file's failure (disk full, out of memory) must not stop the rest
-            hint = "; try a smaller --tile" if "out of memory" in str(e).lower() else ""
+            hint = "; try a smaller --tile or --low-memory" if "out of memory" in str(e).lower() else ""
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             errors.append(f"{src}: {type(e).__name__}: {first}{hint}")
             _report(errors[-1])
@@ -254,6 +258,9 @@ def _add_arguments(p):
     p.add_argument("--scale", type=int, default=None, help="refuse a checkpoint of another scale")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on CUDA, fp32 on CPU; bf16: also on CPU (fast with AMX / AVX512-BF16)")
+    p.add_argument("--low-memory", action="store_true",
+                   help="attention generator: run it entirely in tiles (memory bounded by --tile) with "
+                        "per-tile GroupNorm / attention statistics (output no longer equal to a whole-image run)")
     p.set_defaults(func=_run)
 
 
@@ -262,7 +269,8 @@ def _run(args):
     try:
         written, errors = upscale_files(args.inputs, args.out_dir, args.checkpoint, tile=args.tile,
                                         device=args.device, suffix=args.suffix, arch=args.arch,
-                                        scale=args.scale, precision=args.precision)
+                                        scale=args.scale, precision=args.precision,
+                                        low_memory=args.low_memory)
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -330,3 +330,22 @@ def test_attention_tiles_use_whole_image_statistics(monkeypatch):
     tiled = upscale_tensor(model, lr, 4, tile=32)
     assert shapes == [(1, 3, 70, 90)]
     assert (tiled - whole).abs().max().item() < 1e-4
+    # low-memory mode: the whole network per tile (4 x 5 tiles), per-tile statistics, not exact
+    shapes.clear()
+    low = upscale_tensor(model, lr, 4, tile=32, exact=False)
+    assert len(shapes) == 20 and max(s[2] for s in shapes) <= 32 and max(s[3] for s in shapes) <= 32
+    assert (low - whole).abs().max().item() > 1 / 255
+
+
+def test_cli_low_memory(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "att.pt"
+    save_checkpoint(path, tiny_state(AttentionGenerator(n_blocks=1, n_feats=16)))
+    Image.fromarray(rand_img((40, 48, 3))).save(tmp_path / "im.png")
+    outs = {}
+    for name, extra in (("exact", []), ("whole", ["--tile", "0"]), ("low", ["--low-memory"])):
+        assert main([str(tmp_path / "im.png"), "-o", str(tmp_path / name), "--checkpoint", str(path),
+                     "--device", "cpu", "--tile", "16", *extra]) == 0
+        outs[name] = np.asarray(Image.open(tmp_path / name / "im_x4.png"), dtype=int)
+    assert np.abs(outs["exact"] - outs["whole"]).max() <= 1
+    assert np.abs(outs["low"] - outs["whole"]).max() > 1
