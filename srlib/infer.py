@@ -7,6 +7,7 @@ A checkpoint is one dict of tensors and plain data::
 
 It is written to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
 """
+import contextlib
 import io
 import math
 import pickle
@@ -19,7 +20,7 @@ from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
 PRECISIONS = ("auto", "fp32", "bf16")
-RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field 2.5 LR px)
+RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field +-3 LR px)
 
 
 class CheckpointError(ValueError):
@@ -45,7 +46,8 @@ def resolve_precision(amp, device):
     """The compute precision 'fp32' or 'bf16' for ``amp`` on ``device``.
 
     ``amp``: 'auto' (bf16 on CUDA, fp32 elsewhere), 'fp32', 'bf16'; True and False mean 'auto' and 'fp32'.
-    bf16 means autocast: convolutions and matmuls in bf16, reductions, norms and losses in fp32.
+    bf16 means autocast: convolutions and matmuls in bf16 (on a CPU also norms and activations); losses,
+    the weights and the running statistics stay fp32.
     """
     amp = {True: "auto", False: "fp32"}.get(amp, amp)
     if amp not in PRECISIONS:
@@ -57,10 +59,9 @@ def resolve_precision(amp, device):
 
 def autocast(precision, device):
     """A context for ``precision`` ('fp32' or 'bf16', see :func:`resolve_precision`) on ``device``."""
-    device_type = torch.device(device).type
     if precision == "bf16":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return torch.autocast(device_type, enabled=False)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def save_checkpoint(path, state):
@@ -130,8 +131,8 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     With ``tile`` (LR pixels), the image is processed in overlapping tiles; each output pixel comes
     from the tile where it lies farthest from an edge (the centre part of each tile is kept). The default
     overlap of 40 keeps every output pixel at least 20 LR pixels from a tile edge, beyond the 5-block
-    generators' receptive field (about 18 LR pixels), so tiled output equals the whole-image one up to
-    float rounding:
+    SRGAN's receptive field (about 18 LR pixels), so tiled output equals the whole-image one up to float
+    rounding (the overlap is cut to ``tile // 2``: tiles smaller than twice the overlap are not exact):
 
     - SRGAN (BatchNorm with stored statistics) runs entirely in tiles: memory is bounded by the tile size
       whatever the image size.
@@ -151,7 +152,7 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
         with context:
             return model(lr.to(device)).float().clamp_(0, 1).cpu()
     src, run = lr, model
-    if exact and hasattr(model, "features") and model.has_global_statistics():
+    if exact and callable(getattr(model, "has_global_statistics", None)) and model.has_global_statistics():
         with context:
             src, run = model.features(lr.to(device)), model.reconstruct
         overlap = min(overlap, RECONSTRUCT_OVERLAP)

@@ -17,7 +17,7 @@ written atomically (temporary file, then rename). Conversions:
 - Alpha (``RGBA``, ``LA``, palette with transparency): the colour runs through the model; the alpha
   channel is upscaled separately with the MATLAB-compatible bicubic ``imresize`` and re-attached
   (output ``RGBA`` or ``LA``, 8-bit). Palette images are expanded to RGB (RGBA with transparency).
-- Large images go through the model in tiles of ``tile`` LR pixels (overlapping by 40), so the model's
+- Large images go through the model in tiles of ``tile`` LR pixels (overlapping beyond the receptive field), so the model's
   memory stays bounded; ``tile=0`` runs the whole image at once. Tiled output equals the whole-image
   output up to float rounding. SRGAN runs entirely in tiles. The attention generator's GroupNorm and
   channel attention need whole-image statistics, so its low-resolution part runs on the whole image

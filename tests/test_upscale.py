@@ -294,7 +294,7 @@ def test_huge_image_is_a_clean_error(tmp_path, ckpt, monkeypatch):
 @pytest.mark.parametrize("generator", [SRGANGenerator, AttentionGenerator])
 def test_default_overlap_makes_full_size_tiles_exact(generator):
     """With the default overlap every kept pixel lies beyond the 5-block SRGAN's receptive field; the
-    attention generator's tiled upsampling part (overlap 8) lies beyond its 2.5 LR px."""
+    attention generator's tiled upsampling part (overlap 8) lies beyond its +-3 LR px."""
     torch.manual_seed(0)
     model = generator().eval()
     lr = torch.rand(1, 3, 60, 100, generator=torch.Generator().manual_seed(2))
