@@ -2,7 +2,7 @@
 # The full reproduction: runs the notebooks in order with papermill and typed parameters from
 # configs/<profile>.yaml; executed notebooks go to results/notebooks/ (results/paper/notebooks/ for
 # the paper profile).
-#   ./run_all.sh            quick profile (CPU, about 45 minutes on 2 cores)
+#   ./run_all.sh            quick profile (CPU, about an hour on 2 cores)
 #   ./run_all.sh paper      the paper's schedule (GPU)
 #   ./run_all.sh quick --force   retrain even if finished runs exist
 #   ./run_all.sh quick --from 04_figures   skip the notebooks before 04_figures (their outputs exist)
