@@ -15,6 +15,11 @@ from .io import atomic_write
 from .metrics import PROTOCOLS, image_scores
 
 
+def bicubic(lr, scale=4):
+    """MATLAB-style bicubic upscaling of an (h, w, 3) uint8 LR image to (h*s, w*s, 3) uint8."""
+    return imresize(lr, scale, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
+
+
 def make_upscaler(method, scale=4, device=None, tile=None):
     """Return ``(label, fn)`` where ``fn(lr_uint8) -> sr`` (float [0, 1] or uint8, HWC) and ``label`` names it.
 
@@ -22,7 +27,7 @@ def make_upscaler(method, scale=4, device=None, tile=None):
     rounding (see :func:`srlib.infer.upscale_tensor`). Scores are computed in fp32.
     """
     if method == "bicubic":
-        return "bicubic", lambda lr: imresize(lr, scale, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
+        return "bicubic", lambda lr: bicubic(lr, scale)
     model, ckpt = load_generator(method, device=device, scale=scale)
     label = ckpt.get("meta", {}).get("run_name") or Path(method).parent.name or Path(method).stem
     return label, lambda lr: upscale_array(model, lr, scale, tile=tile, amp=False)   # scores in fp32

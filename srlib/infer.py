@@ -12,10 +12,10 @@ import io
 import math
 import pickle
 
-import numpy as np
 import torch
 
 from .archs import build_generator
+from .data import to_tensor
 from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
@@ -137,10 +137,11 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
     - SRGAN (BatchNorm with stored statistics) runs entirely in tiles: memory is bounded by the tile size
       whatever the image size.
     - A generator with whole-image statistics (GroupNorm, channel attention: the attention generator)
-      runs, with ``exact`` (the default), its low-resolution part (``model.features``) on the whole image, so that the statistics are
-      those of the whole image, and its upsampling part (``model.reconstruct``, where the large maps
-      are) in tiles overlapping by :data:`RECONSTRUCT_OVERLAP`. Memory then grows with the LR image: a few C-channel maps of LR size, each
-      C / 48 times the fp32 output (1.3x at C = 64), never the 16x larger C-channel maps of output size.
+      runs, with ``exact`` (the default), its low-resolution part (``model.features``) on the whole
+      image, so that the statistics are those of the whole image, and its upsampling part
+      (``model.reconstruct``, where the large maps are) in tiles overlapping by
+      :data:`RECONSTRUCT_OVERLAP`. Memory then grows with the LR image: a few C-channel maps of LR size,
+      each C / 48 times the fp32 output (1.3x at C = 64), never the 16x larger maps of output size.
       With ``exact=False`` it runs entirely in tiles like SRGAN: memory bounded by the tile size, but
       GroupNorm and channel attention see one tile at a time, so the output differs from the whole-image
       one (measured with random weights: up to 15-35/255 with 32-96 px tiles).
@@ -176,6 +177,6 @@ def upscale_tensor(model, lr, scale, tile=None, overlap=40, device=None, amp=Tru
 
 def upscale_array(model, lr, scale, tile=None, overlap=40, amp=True, exact=True):
     """(h, w, 3) uint8 LR -> (h*s, w*s, 3) float32 SR in [0, 1] (numpy). ``amp``: as upscale_tensor."""
-    x = torch.from_numpy(np.array(lr, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
+    x = to_tensor(lr)[None]
     return upscale_tensor(model, x, scale, tile, overlap, amp=amp, exact=exact)[0].permute(1, 2, 0).numpy()
 
