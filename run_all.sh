@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The full reproduction: runs the notebooks in order with papermill and typed parameters from
-# configs/<profile>.yaml; executed notebooks go to results/notebooks/ (results/paper/notebooks/ for
-# the paper profile).
-#   ./run_all.sh            quick profile (CPU, about an hour on 2 cores)
+# The full reproduction: checks the data, then runs the notebooks in order with papermill and typed
+# parameters from configs/<profile>.yaml.
+#   ./run_all.sh            quick profile (CPU, about 80 minutes on 2 cores)
+#   ./run_all.sh demo       the whole pipeline on built-in sample images in minutes (numbers meaningless;
+#                           writes runs/demo/, never results/); 'smoke' is the same
 #   ./run_all.sh paper      the paper's schedule (GPU)
 #   ./run_all.sh quick --force   retrain even if finished runs exist
 #   ./run_all.sh quick --from 04_figures   skip the notebooks before 04_figures (their outputs exist)
-# Finished training runs are reused and interrupted ones resume from their last epoch; the script
-# stops at the first failing notebook. Data: $SRLIB_DATA, else ./data, else the built-in demo set.
+# 1. Pre-flight: every dataset the profile reads must be under the data root ($SRLIB_DATA, else ./data);
+#    what is missing is downloaded (sizes stated first, checksums checked). If that is impossible it stops
+#    at once, naming what is missing and the fix, before touching anything.
+# 2. Everything is written to a staging folder (.staging/<profile>/, seeded with the finished training
+#    runs of the results folder) and moved into the results folder only when every notebook succeeded:
+#    a failed or interrupted run never changes committed results. Run it again to continue: finished
+#    runs are reused (also the committed ones, which have no resume checkpoint) and interrupted ones
+#    resume from their last validation.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
@@ -22,33 +29,49 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+[ "$profile" = smoke ] && profile=demo
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }
 source scripts/setup_env.sh || { echo "run_all: environment setup failed" >&2; exit 1; }
+python -m srlib prepare "$config" || { echo "run_all: stopped before any work: the data above is missing" >&2; exit 3; }
 results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['results_dir'])")
-mkdir -p "$results/notebooks"
+stage=".staging/$profile"
+if [ ! -d "$stage" ]; then
+  mkdir -p "$stage.tmp"
+  runs=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['runs_dir'])")
+  if [ -d "$runs" ]; then cp -a "$runs" "$stage.tmp/${runs#"$results"/}"; fi
+  mv "$stage.tmp" "$stage"
+else
+  echo "run_all: continuing the interrupted run in $stage"
+fi
+mkdir -p "$stage/notebooks"
+declare -a timings=()
 
 run() {  # run NOTEBOOK OUTPUT_NAME [key=value ...]
-  local nb="notebooks/$1.ipynb" out="$results/notebooks/$2.ipynb"
+  local nb="notebooks/$1.ipynb" out="$stage/notebooks/$2.ipynb" name="$2"
   if [ -n "$from" ]; then
     if [ "$1" != "$from" ]; then echo "== skipping $nb (--from $from)"; return 0; fi
     from=""
   fi
   shift 2
   local params
-  params=$(python - "$config" "$nb" "$@" <<'PY'
+  params=$(python - "$config" "$nb" "$results" "$stage" "$@" <<'PY'
 import sys, yaml
-from srlib.study import notebook_parameters
-extra = dict(a.split("=", 1) for a in sys.argv[3:])
+from srlib.study import notebook_parameters, relocate
+extra = dict(a.split("=", 1) for a in sys.argv[5:])
 extra = {k: yaml.safe_load(v) for k, v in extra.items()}
-print(yaml.safe_dump(notebook_parameters(sys.argv[1], sys.argv[2], **extra)))
+params = notebook_parameters(sys.argv[1], sys.argv[2], **extra)
+print(yaml.safe_dump(relocate(params, sys.argv[3], sys.argv[4])))
 PY
 ) || { echo "run_all: bad parameters for $nb in $config" >&2; exit 1; }
-  echo "== $(date +%H:%M:%S) $nb -> $out"
-  if ! papermill --kernel srlib --log-level WARNING --no-progress-bar -y "$params" "$nb" "$out"; then
-    echo "run_all: $nb failed; the executed notebook with the error is $out" >&2
+  echo "== $(date +%H:%M:%S) $nb -> $out (cells below; training prints its own progress)"
+  local t0=$SECONDS
+  if ! papermill --kernel srlib --log-level WARNING -y "$params" "$nb" "$out"; then
+    echo "run_all: $nb failed; the executed notebook with the error is $out; $results/ is unchanged." >&2
+    echo "run_all: run the same command again to continue from there." >&2
     exit 1
   fi
+  timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")
 }
 
 run 01_data 01_data
@@ -59,4 +82,7 @@ run 03_benchmark 03_benchmark
 run 04_figures 04_figures
 if [ -f notebooks/05_speed.ipynb ]; then run 05_speed 05_speed; fi
 [ -z "$from" ] || { echo "run_all: --from $from matches no notebook" >&2; exit 2; }
+python -m srlib.study promote "$stage" "$results"
+echo "run_all: time per notebook:"
+printf '  %s\n' "${timings[@]}"
 echo "run_all: done; results in $results/"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Source this file: creates .venv from requirements.txt once (again when requirements.txt changes),
 # installs srlib in editable mode, registers the Jupyter kernel "srlib", and activates the venv.
-# Set SRLIB_PYTHON to choose the interpreter (default: python3, which must be >= 3.10).
+# Set SRLIB_PYTHON to choose the interpreter (default: python3, which must be >= 3.10), SRLIB_VENV to use
+# a virtual environment elsewhere (default: .venv in the repository).
 _top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_venv="$_top/.venv"
+_venv="${SRLIB_VENV:-$_top/.venv}"
 _stamp="$_venv/.srlib-requirements.sha256"
 _want="$(cat "$_top/requirements.txt" "$_top/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$_venv/bin/python" ] || [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then

@@ -164,7 +164,7 @@ class _Path:
             return naive_step(self.G, self.D, self.opt_g, self.opt_d, self.crit, self.lr, self.hr)
         res = train_step(self.g_run, self.d_run, self.opt_g, self.opt_d, self.crit, self.lr, self.hr, True,
                          self.autocast)
-        return {k: float(v) for k, v in res.items()}      # as train(): one sync per logged value
+        return {k: float(v) for k, v in res.items() if k != "parts"}      # as train(): one sync per logged value
 
     def try_compile(self):
         if not self.want_compile:

@@ -3,12 +3,18 @@
 Data root: the ``root`` argument, else the environment variable ``SRLIB_DATA``, else ``./data``.
 A named dataset is a folder ``<root>/<Name>/HR/*`` with optional ``<root>/<Name>/LR_bicubic/X<s>/*``
 (the layout of the EDSR benchmark packs). Any folder of images works too: pass its path as the name.
+A *manifest* (``srlib/manifests/<name>.tsv``: dataset, image name without extension, sha256 of the
+decoded pixels, so T91's BMP originals and PNG copies of them are the same entry) names
+a fixed list of images across datasets, e.g. a profile's training set or the held-out tuning split: a
+run on it uses exactly those images, whatever else the data root holds, and an image whose pixels differ
+is an error. Pass the manifest's name (``quick-train``) where a dataset name goes.
 When a requested dataset is missing everywhere, :func:`resolve_datasets` can fall back to ``demo``:
 images that scikit-image ships inside its wheel (no download), with a warning that numbers on it are
 not comparable to the literature.
 
 Data roots are only read, never written.
 """
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from .io import ImageError, list_images, read_image_full
 BENCHMARKS = ("Set5", "Set14", "BSD100", "Urban100")
 DEMO = "demo"
 DEMO_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+MANIFEST_DIR = Path(__file__).parent / "manifests"
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -39,8 +46,71 @@ def demo_dir():
     return Path(skimage.data.__file__).parent
 
 
+def pixel_hash(rgb):
+    """sha256 of decoded pixels: the shape, then the (H, W, 3) uint8 bytes (independent of the file format)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return hashlib.sha256(("x".join(map(str, rgb.shape)) + ":").encode() + rgb.tobytes()).hexdigest()
+
+
+def manifest_path(name):
+    return MANIFEST_DIR / f"{name}.tsv"
+
+
+def is_manifest(name):
+    return isinstance(name, str) and "/" not in name and manifest_path(name).is_file()
+
+
+def read_manifest(name):
+    """Rows (dataset, file, pixel sha256) of a manifest, in its order."""
+    rows = []
+    for i, line in enumerate(manifest_path(name).read_text().splitlines()):
+        if not line.strip() or line.startswith("#") or line.startswith("dataset\t"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise ValueError(f"{manifest_path(name)} line {i + 1}: expected dataset, file, sha256")
+        rows.append(tuple(parts))
+    return rows
+
+
+def manifest_datasets(name):
+    """The datasets a manifest draws from, in order of first appearance."""
+    return list(dict.fromkeys(r[0] for r in read_manifest(name)))
+
+
+def entries(name, root=None):
+    """[(HR file, expected pixel sha256 or None)] of a dataset, folder, ``demo`` or manifest."""
+    if not is_manifest(name):
+        return [(f, None) for f in hr_files(name, root)]
+    out, missing, folders = [], [], {}
+    for ds, stem, sha in read_manifest(name):
+        if ds not in folders:
+            folder = data_root(root) / ds / "HR"
+            folders[ds] = {f.stem: f for f in list_images(folder)} if folder.is_dir() else {}
+        if stem in folders[ds]:
+            out.append((folders[ds][stem], sha))
+        else:
+            missing.append(f"{ds}/HR/{stem}")
+    if missing:
+        raise DatasetNotFound(f"manifest {name!r}: {len(missing)} image(s) missing under {data_root(root)} "
+                              f"(e.g. {', '.join(missing[:3])}); run `python -m srlib download "
+                              f"{' '.join(manifest_datasets(name))}`")
+    return out
+
+
+def read_checked(path, sha=None):
+    """Decode ``path``; with ``sha``, its pixels must hash to it (else :class:`ImageError`)."""
+    dec = read_image_full(path)
+    if sha is not None and pixel_hash(dec.rgb) != sha:
+        raise ImageError(f"{path}: pixels differ from the manifest (sha256 {pixel_hash(dec.rgb)[:12]}... "
+                         f"expected {sha[:12]}...): not the image this training set names")
+    return dec
+
+
 def hr_files(name, root=None):
-    """Sorted HR image files of a named dataset, a folder path, or ``demo``."""
+    """Sorted HR image files of a named dataset, a folder path, ``demo`` or a manifest."""
+    if is_manifest(name):
+        return [f for f, _ in entries(name, root)]
     if name == DEMO:
         return [demo_dir() / f for f in DEMO_FILES]
     path = Path(name).expanduser()
@@ -100,8 +170,8 @@ def load_eval_set(name, root=None, scale=4, lr_source="generate", degradation="m
     """Whole images of one dataset. ``lr_source``: 'generate' (``degradation`` of the mod-cropped HR)
     or 'dataset' (the files in ``LR_bicubic/X<scale>``, which must exist)."""
     items = []
-    for f in hr_files(name, root):
-        dec = read_image_full(f)
+    for f, sha in entries(name, root):
+        dec = read_checked(f, sha)
         hr = mod_crop(dec.rgb, scale)
         if min(hr.shape[:2]) < scale:
             raise ImageError(f"{f}: image {dec.rgb.shape[1]}x{dec.rgb.shape[0]} is smaller than scale {scale}")
@@ -140,7 +210,8 @@ class TrainDataset(torch.utils.data.Dataset):
         augment: random flips and 90-degree rotations.
         repeat: crops drawn per image per epoch (small training sets make very short epochs).
         seed: crops and augmentations are a function of (seed, epoch, index), so an epoch is the same
-            whatever the number of workers, and resuming reproduces it. Call :meth:`set_epoch`.
+            whatever the number of workers, and resuming reproduces it. An index is ``(epoch, index)``
+            (as :class:`StepSampler` yields) or a plain index in the epoch of :meth:`set_epoch`.
 
     Images smaller than the crop are skipped with a warning.
     """
@@ -153,8 +224,8 @@ class TrainDataset(torch.utils.data.Dataset):
         self.repeat, self.seed, self.epoch = repeat, seed, 0
         self.images, skipped = [], []
         for name in sources:
-            for f in hr_files(name, root):
-                img = read_image_full(f).rgb
+            for f, sha in entries(name, root):
+                img = read_checked(f, sha).rgb
                 if min(img.shape[:2]) < crop:
                     skipped.append(f"{f} ({img.shape[1]}x{img.shape[0]})")
                     continue
@@ -172,7 +243,8 @@ class TrainDataset(torch.utils.data.Dataset):
         return len(self.images) * self.repeat
 
     def __getitem__(self, index):
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        rng = np.random.default_rng((self.seed, epoch, index))
         img = self.images[index % len(self.images)]
         h, w = img.shape[:2]
         y = int(rng.integers(0, h - self.crop + 1))
@@ -183,3 +255,37 @@ class TrainDataset(torch.utils.data.Dataset):
         hr = np.ascontiguousarray(hr)
         lr = degrade(hr, self.scale, self.degradation)
         return to_tensor(lr), to_tensor(hr)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Batches of ``(epoch, index)`` for optimizer steps ``start`` .. ``stop - 1``.
+
+    Step ``s`` of a dataset of ``n`` items and batch ``b`` lies in epoch ``e = s // (n // b)``; its batch
+    is the ``s % (n // b)``-th slice of epoch ``e``'s permutation, seeded by ``(seed, e)``. So the crop
+    stream is a function of the step alone: a run resumed at any step, or a phase that starts at step
+    ``start``, sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n, batch_size, start, stop, seed=0):
+        if n < batch_size:
+            raise ValueError(f"{n} training crops make no batch of {batch_size}")
+        self.n, self.b, self.start, self.stop, self.seed = n, batch_size, start, stop, seed
+        self.per_epoch = n // batch_size
+        self._perm = (None, None)
+
+    def perm(self, epoch):
+        if self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            self._perm = (epoch, torch.randperm(self.n, generator=g).tolist())
+        return self._perm[1]
+
+    def batch(self, step):
+        epoch, j = divmod(step, self.per_epoch)
+        return [(epoch, i) for i in self.perm(epoch)[j * self.b: (j + 1) * self.b]]
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield self.batch(step)
+
+    def __len__(self):
+        return max(0, self.stop - self.start)

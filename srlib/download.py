@@ -1,4 +1,4 @@
-"""Download public SR datasets (DIV2K, Set5, Set14, BSD100, Urban100) into a data root.
+"""Download public SR datasets (DIV2K, Set5, Set14, BSD100, Urban100, T91, BSD200) into a data root.
 
 Layout produced: ``<root>/<Name>/HR/*.png`` and, where the archive has them,
 ``<root>/<Name>/LR_bicubic/X4/*.png`` (each LR file named like its HR image)::
@@ -11,6 +11,12 @@ An archive is streamed to ``<root>/.downloads/<file>.part`` (resumed with an HTT
 after an interruption), checked against its pinned sha256, extracted into a temporary folder
 inside ``root``, and only then is each dataset folder renamed into place: a half-written dataset
 never appears under its final name. Datasets already present are left alone.
+
+Where no checksum of the archive is published (BSD200's BSDS300 archive, T91's files), every image is
+checked instead against the sha256 of its decoded pixels recorded in ``srlib/manifests/datasets/<Name>.tsv``
+(computed from the copies named there, whose sources are cited below), before the dataset is moved into
+place. ``SRLIB_MIRROR=<base URL>`` fetches every archive from ``<base URL>/<archive file>`` and every
+single file from ``<base URL>/<Name>/<file>`` instead (a local mirror; the tests' local server).
 """
 import hashlib
 import http.client
@@ -56,10 +62,20 @@ class Source:
     sha256: str | None
     rules: tuple[Rule, ...]
     size: int | None = None  # bytes, for information
+    pixels: str | None = None  # dataset whose per-image pixel hashes (manifests/datasets/) verify the images
+    files: str | None = None   # a file list instead of an archive: ``url`` holds '{}' for each file name,
+                               # ``files`` the extension; the names come from the ``pixels`` manifest
 
     @property
     def filename(self):
         return self.url.rsplit("/", 1)[-1]
+
+    def resolved_url(self, file=None):
+        """The URL to fetch (of one file of a file list), through ``$SRLIB_MIRROR`` when set."""
+        mirror = os.environ.get("SRLIB_MIRROR")
+        if file is not None:
+            return f"{mirror.rstrip('/')}/{self.datasets[0]}/{file}" if mirror else self.url.format(file)
+        return f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
 
     @property
     def datasets(self):
@@ -94,6 +110,20 @@ SOURCES = {
         "https://cv.snu.ac.kr/research/EDSR/benchmark.tar",
         "80c21c333bbf6ceb5308b7243761f8284478274413a97b96f1d63e9045fd93e8",
         _benchmark_rules(), size=250112000),
+    # BSD200: the 200 train images of BSDS300 (Martin et al., ICCV 2001), from the Berkeley archive, which
+    # publishes no checksum: each image is checked by its pixel hash (manifests/datasets/BSD200.tsv, from
+    # the byte-identical JPEGs in Zheng222/IDN-Caffe @ 482c6013 train/291/). The archive also holds the
+    # 100 test images (BSD100's originals); they are not taken.
+    "BSD200": Source(
+        "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz", None,
+        (Rule("BSDS300/images/train/", "BSD200/HR/"),), size=22_211_847, pixels="BSD200"),
+    # T91 (Yang et al., TIP 2010): the 91 original BMP files, one by one from
+    # jiny2001/dcscn-super-resolution @ d382bc30 data/yang91/ (the authors ship them inside a RAR of their
+    # MATLAB code); checked by pixel hashes (manifests/datasets/T91.tsv).
+    "T91": Source(
+        "https://raw.githubusercontent.com/jiny2001/dcscn-super-resolution/"
+        "d382bc30d41c94ac72f8cb148d61cc4864b3b380/data/yang91/{}", None, (Rule("", "T91/HR/"),),
+        size=6_200_000, pixels="T91", files=".bmp"),
 }
 
 
@@ -121,7 +151,9 @@ def download(name, root, allow_unverified=False, progress=True):
     targets = [root / dataset for dataset in source.datasets]
     if all(target.is_dir() for target in targets):
         return targets
-    if source.sha256 is None and not allow_unverified:
+    if source.files:
+        return _download_files(source, root, progress)
+    if source.sha256 is None and source.pixels is None and not allow_unverified:
         raise DownloadError(f"{source.url} has no pinned sha256; pass allow_unverified=True to use it unchecked")
 
     cache = root / ".downloads"
@@ -131,7 +163,7 @@ def download(name, root, allow_unverified=False, progress=True):
         _verify(archive, source)
     if not archive.exists():
         part = cache / (source.filename + ".part")
-        _fetch(source.url, part, progress)
+        _fetch(source.resolved_url(), part, progress)
         _verify(part, source)
         os.replace(part, archive)
     _extract(archive, source, root, progress)
@@ -176,8 +208,69 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def pixel_hashes(dataset):
+    """{image name without extension: pixel sha256} of a dataset's manifest (manifests/datasets/)."""
+    from .data import MANIFEST_DIR
+    path = MANIFEST_DIR / "datasets" / f"{dataset}.tsv"
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {r[1]: r[2] for r in rows if r[0] == dataset}
+
+
+def _verify_pixels(folder, dataset, what):
+    """Every image of the dataset's pixel manifest is in ``folder`` with its pixels; else DownloadError."""
+    from .data import pixel_hash
+    from .io import ImageError, list_images, read_image
+    want = pixel_hashes(dataset)
+    files = {f.stem: f for f in list_images(folder)} if folder.is_dir() else {}
+    missing = sorted(set(want) - set(files))
+    if missing:
+        raise DownloadError(f"{what}: {len(missing)} of the {len(want)} {dataset} images are missing "
+                            f"(e.g. {', '.join(missing[:3])})")
+    for stem, sha in want.items():
+        try:
+            got = pixel_hash(read_image(files[stem]))
+        except ImageError as e:
+            raise DownloadError(f"{what}: {e}") from None
+        if got != sha:
+            raise DownloadError(f"{what}: {dataset} image {files[stem].name} has other pixels than the "
+                                f"recorded ones (sha256 {got[:12]}..., expected {sha[:12]}...)")
+    for stem in set(files) - set(want):
+        files[stem].unlink()                 # not part of the dataset
+
+
+def _download_files(source, root, progress):
+    """A file-list source: every file into a temporary folder, pixels checked, then renamed into place."""
+    dataset = source.datasets[0]
+    cache = root / ".downloads" / dataset
+    cache.mkdir(parents=True, exist_ok=True)
+    names = sorted(pixel_hashes(source.pixels))
+    for name in tqdm(names, desc=dataset, unit="file", disable=not progress):
+        file = name + source.files
+        if not (cache / file).exists():
+            _fetch(source.resolved_url(file), cache / (file + ".part"), False)
+            os.replace(cache / (file + ".part"), cache / file)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        hr = tmp / dataset / "HR"
+        hr.mkdir(parents=True)
+        for name in names:
+            shutil.copyfile(cache / (name + source.files), hr / (name + source.files))
+        try:
+            _verify_pixels(hr, source.pixels, source.resolved_url("..."))
+        except DownloadError:
+            shutil.rmtree(cache, ignore_errors=True)     # a bad file is fetched again next time
+            raise
+        os.replace(tmp / dataset, root / dataset)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    return [root / dataset]
+
+
 def _verify(path, source):
     """Check ``path`` against ``source.sha256``; on a mismatch delete it and raise."""
+    if source.sha256 is None and source.pixels:
+        return                               # its images are checked one by one after extraction
     digest = _sha256(path)
     if source.sha256 is None:
         message = (f"UNVERIFIED archive {source.url}: no pinned sha256 to check it against; "
@@ -244,6 +337,12 @@ def _extract(archive, source, root, progress):
         empty = [dataset for dataset, n in counts.items() if n == 0]
         if empty:
             raise DownloadError(f"{archive} holds no files for {', '.join(empty)}: not the expected layout")
+        if source.pixels:
+            try:
+                _verify_pixels(tmp / source.pixels / "HR", source.pixels, str(archive))
+            except DownloadError:
+                archive.unlink()
+                raise
         for dataset in source.datasets:
             if not (root / dataset).exists():
                 os.replace(tmp / dataset, root / dataset)

@@ -34,8 +34,37 @@ def pick_device(device=None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_native(cpuinfo="/proc/cpuinfo"):
+    """The CPU itself has bf16 instructions (AMX or AVX512-BF16), read from its flags (Linux); False when
+    they cannot be read. Unlike :func:`cpu_bf16_supported`, this ignores what oneDNN can emulate."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's model name (Linux), else what platform reports."""
+    import platform
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_bf16_supported():
-    """The CPU runs bf16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
+    """oneDNN runs bf16 convolutions on this CPU (natively with AVX512-BF16 or AMX, or emulated)."""
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

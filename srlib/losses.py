@@ -39,54 +39,69 @@ def tv_loss(x):
     return 2 * (h_tv / (c * (h - 1) * w) + w_tv / (c * h * (w - 1))) / b
 
 
-def _parts(**terms):
-    return {k: float(v.detach()) for k, v in terms.items()}
+class GeneratorLoss(nn.Module):
+    """Base: ``terms()`` gives the weighted terms (names from TERMS), ``forward`` their sum and the raw
+    (unweighted) values for logging. Training accounts for each term separately (value, gradient share)."""
+
+    def terms(self, fake_prob, sr, hr):
+        raise NotImplementedError
+
+    def forward(self, fake_prob, sr, hr):
+        terms = self.terms(fake_prob, sr, hr)
+        total = sum(terms.values())
+        parts = {k: float(v.detach()) / self.weights[k] for k, v in terms.items()}
+        return total, {**parts, "total": float(total.detach())}
 
 
-class L1Loss(nn.Module):
+TERMS = ("pixel", "adversarial", "perceptual", "tv")
+
+
+class L1Loss(GeneratorLoss):
     """PSNR-oriented pre-training loss: L1 only; ``fake_prob`` is ignored and may be None."""
+    weights = {"pixel": 1.0}
 
-    def forward(self, fake_prob, sr, hr):
-        l1 = F.l1_loss(sr, hr)
-        return l1, _parts(l1=l1, total=l1)
+    def terms(self, fake_prob, sr, hr):
+        return {"pixel": F.l1_loss(sr, hr)}
 
 
-class PaperGeneratorLoss(nn.Module):
+class PaperGeneratorLoss(GeneratorLoss):
     """The paper's eq. (1): ``L1(sr, hr) + 0.001 * mean(1 - D(sr))``."""
+    weights = {"pixel": 1.0, "adversarial": ADV_WEIGHT}
 
-    def forward(self, fake_prob, sr, hr):
-        l1 = F.l1_loss(sr, hr)
-        adv = torch.mean(1 - fake_prob)
-        total = l1 + ADV_WEIGHT * adv
-        return total, _parts(l1=l1, adversarial=adv, total=total)
+    def terms(self, fake_prob, sr, hr):
+        return {"pixel": F.l1_loss(sr, hr), "adversarial": ADV_WEIGHT * torch.mean(1 - fake_prob)}
 
 
-class SRGANGeneratorLoss(nn.Module):
+class SRGANGeneratorLoss(GeneratorLoss):
     """Reference SRGAN loss: ``MSE + 0.001 adv + 0.006 MSE(vgg(sr), vgg(hr)) + 2e-8 TV(sr)``.
 
     ``vgg_features`` (e.g. from ``load_vgg16_features``) is frozen and kept in eval mode. As the reference
     implementation, images in [0, 1] go to VGG without ImageNet mean/std normalization; we keep that so
-    the 0.006 weight means what it meant there.
+    the 0.006 weight means what it meant there. ``vgg_features=None`` drops the perceptual term (the
+    quick profile does so when only a random VGG16 is at hand: see ``TrainConfig.vgg_on_missing``).
     """
 
     def __init__(self, vgg_features):
         super().__init__()
-        self.vgg = vgg_features.eval()
-        for p in self.vgg.parameters():
-            p.requires_grad_(False)
+        self.vgg = vgg_features.eval() if vgg_features is not None else None
+        self.weights = {"pixel": 1.0, "adversarial": ADV_WEIGHT, "tv": TV_WEIGHT}
+        if self.vgg is not None:
+            self.weights["perceptual"] = VGG_WEIGHT
+            for p in self.vgg.parameters():
+                p.requires_grad_(False)
 
     def train(self, mode=True):
         super().train(mode)
-        self.vgg.eval()  # frozen feature extractor, whatever the parent's mode
+        if self.vgg is not None:
+            self.vgg.eval()  # frozen feature extractor, whatever the parent's mode
         return self
 
-    def forward(self, fake_prob, sr, hr):
-        mse = F.mse_loss(sr, hr)
-        adv = torch.mean(1 - fake_prob)
-        perceptual = F.mse_loss(self.vgg(sr), self.vgg(hr))
-        tv = tv_loss(sr)
-        total = mse + ADV_WEIGHT * adv + VGG_WEIGHT * perceptual + TV_WEIGHT * tv
-        return total, _parts(mse=mse, adversarial=adv, perceptual=perceptual, tv=tv, total=total)
+    def terms(self, fake_prob, sr, hr):
+        t = {"pixel": F.mse_loss(sr, hr), "adversarial": ADV_WEIGHT * torch.mean(1 - fake_prob)}
+        if self.vgg is not None:
+            t["perceptual"] = VGG_WEIGHT * F.mse_loss(self.vgg(sr), self.vgg(hr))
+        t["tv"] = TV_WEIGHT * tv_loss(sr)
+        return t
 
 
 def load_vgg16_features(weights="auto", on_missing="error", seed=0, layers=31):

@@ -68,22 +68,41 @@ def plot_samples(dataset, root=None, n=3, path=None):
     return fig
 
 
+def train_run(model, profile, runs_dir, data_root=None, seed=0, overrides=None, force=False, run_name=None):
+    """Train (or reuse) one model of the study in ``runs_dir/<run_name or model>``; the L1 warm-up is shared
+    per architecture through ``runs_dir/warmup``. Returns (config, run folder, meta)."""
+    from .train import make_config, train
+    overrides = dict(overrides or {})
+    overrides.setdefault("warmup_dir", str(Path(runs_dir) / "warmup"))
+    cfg = make_config(model, profile, seed=seed, data_root=data_root, **overrides)
+    run_dir = Path(runs_dir) / (run_name or model)
+    return cfg, run_dir, train(cfg, run_dir, force=force)
+
+
 def plot_history(csv_paths, path=None):
-    """Training curves from one or more runs' metrics.csv: losses, scores, validation PSNR/SSIM."""
+    """Training curves from one or more runs' metrics.csv: losses, discriminator scores, the adversarial
+    term's share of the generator's gradient, validation PSNR on the held-out split and on Set5."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     frames = []
     for label, p in csv_paths.items():
         df = pd.read_csv(p)
-        df.loc[df.phase == "l1", ["d_loss", "d_score", "g_score"]] = np.nan  # no discriminator in L1 epochs
         df["run"] = label
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
-    keys = ["d_loss", "g_loss", "d_score", "g_score", "psnr", "ssim"]
+    keys = ["g_loss", "d_loss", "g_score", "share_adversarial", "tune_psnr", "psnr"]
+    titles = {"tune_psnr": "psnr, held-out split", "psnr": "psnr, validation set (standard protocol)",
+              "share_adversarial": "adversarial share of G's gradient norm"}
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, k in zip(axes.ravel(), keys):
-        sns.lineplot(data=df, x="epoch", y=k, hue="run", marker="o", ax=ax)
-        ax.set_title(k + (" (validation, standard protocol)" if k in ("psnr", "ssim") else ""), fontsize=9)
+        if df[k].notna().any():
+            sns.lineplot(data=df, x="step", y=k, hue="run", marker="o", ax=ax)
+            if k == "share_adversarial":
+                ax.set_yscale("log")
+        end_of_warmup = df.loc[df.phase == "warmup", "step"].max()
+        if pd.notna(end_of_warmup):
+            ax.axvline(end_of_warmup, color="gray", lw=0.8, ls="--")
+        ax.set_title(titles.get(k, k), fontsize=9)
     fig.tight_layout()
     if path:
         _save(fig, path)
@@ -115,10 +134,28 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
 
 
 def write_table1_markdown(results_dir, runs_dir):
-    """``table1.md`` from ``table1.csv`` and the runs' VGG notes (so the markdown never disagrees with the CSV)."""
-    vgg = {LABELS[m]: json.loads((d / "meta.json").read_text()).get("vgg", "?") for m, d in run_dirs(runs_dir).items()}
-    md = table1_markdown(pd.read_csv(Path(results_dir) / "table1.csv"), vgg)
+    """``table1.md`` from ``table1.csv`` and the runs' records (so the markdown never disagrees with them)."""
+    runs = {LABELS[m]: d for m, d in run_dirs(runs_dir).items()}
+    vgg = {label: json.loads((d / "meta.json").read_text()).get("vgg", "?") for label, d in runs.items()}
+    md = table1_markdown(pd.read_csv(Path(results_dir) / "table1.csv"), vgg,
+                         {label: loss_accounting(d) for label, d in runs.items()})
     return atomic_write(Path(results_dir) / "table1.md", lambda f: f.write(md.encode()))
+
+
+def loss_accounting(run_dir):
+    """What each loss term did in a run's main phase, from its metrics.csv: for each term present, its
+    share of the generator's gradient norm (on the fixed batch) at the first and the last validation of
+    the phase, and the final mean D(G(z)). {} for a run without a discriminator."""
+    df = pd.read_csv(Path(run_dir) / "metrics.csv")
+    gan = df[df.phase == "gan"]
+    if gan.empty:
+        return {}
+    out = {"g_score": float(gan.g_score.iloc[-1])}
+    for term in ("pixel", "adversarial", "perceptual", "tv"):
+        col = gan[f"share_{term}"]
+        if col.notna().any():
+            out[term] = (float(col.iloc[0]), float(col.iloc[-1]))
+    return out
 
 
 def _cell(v, published=False):
@@ -128,7 +165,7 @@ def _cell(v, published=False):
     return f"{v[0]:.2f} / {v[1]:g}" if published else f"{v[0]:.2f} / {v[1]:.4f}"
 
 
-def table1_markdown(summary, vgg=None):
+def table1_markdown(summary, vgg=None, accounting=None):
     """Markdown tables: ours beside the paper's Table 1 (paper protocol) and beside the published
     anchors (standard protocol). Every 'ours' value comes from the summary (table1.csv)."""
     datasets = list(dict.fromkeys(summary["dataset"]))
@@ -147,13 +184,28 @@ def table1_markdown(summary, vgg=None):
         for name, vals in published.items():
             rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d), True) for d in datasets) + " |")
         out.append(f"### {title}\n\nPSNR (dB) / SSIM, x4.\n\n" + head + "\n".join(rows) + "\n")
-    notes = ["Ours: mean over images of results/per_image.csv (table1.csv holds the means with image counts).",
+    notes = ["Ours: mean over images of per_image.csv (table1.csv holds the means with image counts).",
              "LPIPS: not reported: no LPIPS package or backbone weights are available in this environment "
              "(weights cannot be downloaded here)."]
     for method, source in (vgg or {}).items():
-        if source != "not used":
+        if source.startswith("dropped"):
+            notes.append(f"{method}: trained WITHOUT the perceptual (VGG16) term: {source.split(': ', 1)[1]} "
+                         f"(ImageNet weights cannot be downloaded here). Its loss was MSE + 1e-3 adversarial + "
+                         f"2e-8 TV, so it is not Ledig's SRGAN loss.")
+        elif source != "not used":
             notes.append(f"{method}: VGG16 of the perceptual loss: {source}"
                          + (" (ImageNet weights unavailable: NOT the SRGAN perceptual loss)" if "random" in source else ""))
+    for method, acc in (accounting or {}).items():
+        terms = [f"{t} {a:.2g} -> {b:.2g}" for t, (a, b) in
+                 ((t, acc[t]) for t in ("pixel", "adversarial", "perceptual", "tv") if t in acc)]
+        if terms:
+            notes.append(f"{method}: share of the generator's gradient norm per loss term (fixed batch, first -> "
+                         f"last validation of the GAN phase): {', '.join(terms)}; final mean D(G(z)) "
+                         f"{acc['g_score']:.3g}. A share near 0 means the term barely steered training.")
+    if "demo" in datasets:
+        out.insert(0, "**DEMO DATA: these numbers mean nothing.** The scikit-image sample images stand in for the "
+                      "benchmarks so that the pipeline can run without a download; tiny models, seconds of "
+                      "training.\n")
     return "\n".join(out) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
@@ -272,3 +324,42 @@ def notebook_parameters(config_path, notebook, **extra):
     if unknown:
         raise ValueError(f"{config_path}: {name} has no parameters {sorted(unknown)}")
     return {k: v for k, v in wanted.items() if k in declared}
+
+
+def relocate(params, results_dir, stage_dir):
+    """Notebook parameters with every path under ``results_dir`` moved under ``stage_dir``."""
+    results_dir = str(results_dir).rstrip("/")
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, str) and (v == results_dir or v.startswith(results_dir + "/")):
+            v = str(stage_dir).rstrip("/") + v[len(results_dir):]
+        out[k] = v
+    return out
+
+
+def promote(stage_dir, results_dir):
+    """Move every entry of a finished staging folder into ``results_dir``, replacing the entry of the same
+    name (each by renames: an entry is either the old or the new one, never a mix); entries of
+    ``results_dir`` that the run did not produce (other profiles' folders) are left alone."""
+    import shutil
+    stage, results = Path(stage_dir), Path(results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    trash = results / f".replaced-{stage.name}"
+    shutil.rmtree(trash, ignore_errors=True)
+    trash.mkdir()
+    for entry in sorted(stage.iterdir()):
+        target = results / entry.name
+        if target.exists():
+            target.rename(trash / entry.name)
+        entry.rename(target)
+    shutil.rmtree(trash)
+    stage.rmdir()
+    return results
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 4 and sys.argv[1] == "promote":
+        print(f"run_all: results moved into {promote(sys.argv[2], sys.argv[3])}/")
+    else:
+        sys.exit("usage: python -m srlib.study promote STAGE_DIR RESULTS_DIR")

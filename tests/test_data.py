@@ -146,3 +146,58 @@ def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_manifest_names_exact_images_and_rejects_other_pixels(tmp_path, monkeypatch):
+    from srlib import data as D
+    write_set(tmp_path, "A", [(40, 40), (44, 48)])
+    write_set(tmp_path, "B", [(36, 40)])
+    files = D.hr_files("A", tmp_path) + D.hr_files("B", tmp_path)
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    rows = [("A", files[0].stem, D.pixel_hash(D.read_image_full(files[0]).rgb)),
+            ("B", files[2].stem, D.pixel_hash(D.read_image_full(files[2]).rgb))]
+    (mdir / "mine.tsv").write_text("# test\ndataset\timage\tpixel_sha256\n" + "".join("\t".join(r) + "\n" for r in rows))
+    monkeypatch.setattr(D, "MANIFEST_DIR", mdir)
+    assert D.is_manifest("mine") and not D.is_manifest("A") and D.manifest_datasets("mine") == ["A", "B"]
+    assert D.hr_files("mine", tmp_path) == [files[0], files[2]]          # not A's second image
+    ds = TrainDataset(["mine"], tmp_path, crop=32, scale=4)
+    assert len(ds.images) == 2
+    # the same pixels in another format are the same entry (T91's BMP originals vs PNG copies)
+    img = D.read_image_full(files[0]).rgb
+    files[0].unlink()
+    Image.fromarray(img).save(files[0].with_suffix(".bmp"))
+    assert len(TrainDataset(["mine"], tmp_path, crop=32, scale=4).images) == 2
+    # one changed pixel: a clear error naming the file
+    img = img.copy()
+    img[0, 0, 0] ^= 1
+    Image.fromarray(img).save(files[0].with_suffix(".bmp"))
+    with pytest.raises(ImageError, match=r"\.bmp: pixels differ from the manifest"):
+        TrainDataset(["mine"], tmp_path, crop=32, scale=4)
+    files[2].unlink()
+    with pytest.raises(D.DatasetNotFound, match="manifest 'mine': 1 image"):
+        D.hr_files("mine", tmp_path)
+
+
+def test_shipped_manifests_hold_the_quick_split(data_root):
+    """The quick profile's training set and held-out split: disjoint, no benchmark image, and the shared
+    data matches them pixel for pixel."""
+    from srlib import data as D
+    train, hold = D.read_manifest("quick-train"), D.read_manifest("quick-holdout")
+    assert len(train) == 281 and len(hold) == 10 and {r[0] for r in hold} == {"BSD200"}
+    assert not {r[:2] for r in train} & {r[:2] for r in hold}
+    assert {r[0] for r in train} == {"T91", "BSD200"}
+    items = load_eval_set("quick-holdout", data_root, 4)
+    assert len(items) == 10
+
+
+def test_step_sampler_is_a_function_of_the_step():
+    from srlib.data import StepSampler
+    whole = list(StepSampler(10, 3, 0, 7, seed=1))
+    assert [len(b) for b in whole] == [3] * 7 and StepSampler(10, 3, 0, 7).per_epoch == 3
+    assert list(StepSampler(10, 3, 4, 7, seed=1)) == whole[4:]          # a resumed or later phase
+    first_epoch = [i for b in whole[:3] for _, i in b]
+    assert len(set(first_epoch)) == 9 and {e for b in whole[:3] for e, _ in b} == {0}
+    assert {e for e, _ in whole[3]} == {1} and whole[3] != whole[0]
+    with pytest.raises(ValueError, match="no batch"):
+        StepSampler(2, 3, 0, 1)

@@ -240,3 +240,126 @@ def test_registry():
     assert find_source("BSD100") is SOURCES["benchmark"]
     with pytest.raises(ValueError, match="unknown dataset 'Set9'"):
         find_source("Set9")
+
+
+def _pixel_manifests(mdir, sets):
+    """Write manifests/datasets/<Name>.tsv for {name: {stem: png bytes}}; return the hashes."""
+    from srlib.data import pixel_hash
+    (mdir / "datasets").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, images in sets.items():
+        rows = [(name, stem, pixel_hash(np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))))
+                for stem, b in images.items()]
+        (mdir / "datasets" / f"{name}.tsv").write_text("dataset\timage\tpixel_sha256\n"
+                                                      + "".join("\t".join(r) + "\n" for r in rows))
+        out[name] = rows
+    return out
+
+
+def bmp(seed, size=16):
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png(seed, size))).save(buf, format="BMP")
+    return buf.getvalue()
+
+
+T91_FILES = {"t1": bmp(20), "tt2": bmp(21)}
+BSDS_MEMBERS = {"BSDS300/images/train/100075.jpg": png(22), "BSDS300/images/train/12074.jpg": png(23),
+                "BSDS300/images/test/3096.jpg": png(24)}    # PNG bytes under .jpg names: PIL reads content
+
+
+@pytest.fixture
+def mirror(server, tmp_path, monkeypatch):
+    """SRLIB_MIRROR at the local server, holding T91 files, a BSDS300-like tgz and the benchmark tar, with
+    the pixel manifests of the test images in place of the shipped ones."""
+    from srlib import data as D
+    mdir = tmp_path / "manifests"
+    _pixel_manifests(mdir, {"T91": T91_FILES,
+                            "BSD200": {"100075": BSDS_MEMBERS["BSDS300/images/train/100075.jpg"],
+                                       "12074": BSDS_MEMBERS["BSDS300/images/train/12074.jpg"]}})
+    monkeypatch.setattr(D, "MANIFEST_DIR", mdir)
+    (server.www / "T91").mkdir()
+    for stem, b in T91_FILES.items():
+        (server.www / "T91" / f"{stem}.bmp").write_bytes(b)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, b in BSDS_MEMBERS.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(b)
+            t.addfile(info, io.BytesIO(b))
+    (server.www / "BSDS300-images.tgz").write_bytes(buf.getvalue())
+    bench = make_tar(server.www / "benchmark.tar", BENCH_MEMBERS)
+    monkeypatch.setitem(SOURCES, "benchmark", dataclasses.replace(SOURCES["benchmark"],
+                                                                  sha256=hashlib.sha256(bench).hexdigest()))
+    monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    server.mdir = mdir
+    return server
+
+
+def test_file_list_source_checked_by_pixels(mirror, tmp_path):
+    root = tmp_path / "data"
+    assert download("T91", root, progress=False) == [root / "T91"]
+    assert sorted(p.name for p in (root / "T91/HR").iterdir()) == ["t1.bmp", "tt2.bmp"]
+    assert {p for p, _ in mirror.requests} == {"/T91/t1.bmp", "/T91/tt2.bmp"}
+    assert leftovers(root) == [] and not (root / ".downloads" / "T91").exists()
+
+
+def test_file_list_with_other_pixels_is_refused(mirror, tmp_path):
+    (mirror.www / "T91" / "tt2.bmp").write_bytes(bmp(99))
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="T91 image tt2.bmp has other pixels"):
+        download("T91", root, progress=False)
+    assert not (root / "T91").exists() and leftovers(root) == []
+
+
+def test_archive_without_checksum_checked_by_pixels(mirror, tmp_path):
+    root = tmp_path / "data"
+    download("BSD200", root, progress=False)
+    assert sorted(p.name for p in (root / "BSD200/HR").iterdir()) == ["100075.jpg", "12074.jpg"]  # no test split
+    (root / "BSD200").rename(tmp_path / "old")
+    data = bytearray((mirror.www / "BSDS300-images.tgz").read_bytes())
+    BSDS_MEMBERS_BAD = dict(BSDS_MEMBERS, **{"BSDS300/images/train/12074.jpg": png(77)})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, b in BSDS_MEMBERS_BAD.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(b)
+            t.addfile(info, io.BytesIO(b))
+    (mirror.www / "BSDS300-images.tgz").write_bytes(buf.getvalue())
+    assert bytes(data) != buf.getvalue()
+    with pytest.raises(DownloadError, match="BSD200 image 12074.jpg has other pixels"):
+        download("BSD200", root, progress=False)
+    assert not (root / "BSD200").exists() and leftovers(root) == []
+
+
+def test_preflight_lays_out_every_dataset_of_the_profile(mirror, tmp_path, monkeypatch, capsys):
+    """configs/quick.yaml from an empty data root: everything it reads is fetched from the (local) sources."""
+    from srlib import prepare
+    from srlib.data import available
+    hold = _pixel_manifests(tmp_path / "unused", {"BSD200": {"12074": png(23)}})["BSD200"]
+    train = [r for r in (mirror.mdir / "datasets" / "T91.tsv").read_text().splitlines()[1:]]
+    (mirror.mdir / "quick-train.tsv").write_text("dataset\timage\tpixel_sha256\n" + "\n".join(train) + "\n")
+    (mirror.mdir / "quick-holdout.tsv").write_text("dataset\timage\tpixel_sha256\n" + "\t".join(hold[0]) + "\n")
+    config = Path(__file__).resolve().parent.parent / "configs" / "quick.yaml"
+    root = tmp_path / "data"
+    assert prepare.profile_datasets(config)[:3] == ["quick-train", "Set5", "quick-holdout"]
+    fetched = prepare.preflight(config, root, progress=False)
+    assert set(fetched) == {"T91", "BSD200", "Set5", "Set14", "BSD100", "Urban100"}
+    assert available(["T91", "BSD200", "Set5", "Set14", "BSD100", "Urban100"], root) == \
+        ["T91", "BSD200", "Set5", "Set14", "BSD100", "Urban100"]
+    err = capsys.readouterr().err
+    for part in ("T91 (6 MB)", "BSD200 (22 MB)", "Set5, Set14, BSD100, Urban100 (250 MB)"):
+        assert part in err
+    n = len(mirror.requests)
+    assert prepare.preflight(config, root) == [] and len(mirror.requests) == n     # nothing left to fetch
+
+
+def test_preflight_without_network_names_the_fix(tmp_path, monkeypatch):
+    from srlib import prepare
+    monkeypatch.setenv("SRLIB_MIRROR", "http://127.0.0.1:9")      # nothing listens there
+    config = Path(__file__).resolve().parent.parent / "configs" / "quick.yaml"
+    with pytest.raises(prepare.DataMissing, match=r"(?s)could not fetch T91.*fix: python -m srlib download T91 "
+                                                  r"BSD200 Set5 Set14 BSD100 Urban100"):
+        prepare.preflight(config, tmp_path / "data", progress=False)
+    with pytest.raises(prepare.DataMissing, match="missing datasets under"):
+        prepare.preflight(config, tmp_path / "data", fetch=False)
+    assert prepare.profile_datasets(Path(config).parent / "demo.yaml") == []

@@ -41,14 +41,14 @@ def test_tv_loss_matches_reference_formula():
 def test_l1_loss():
     total, parts = L1Loss()(None, SR, HR)
     assert total.item() == pytest.approx(L1)
-    assert parts == pytest.approx({"l1": L1, "total": L1})
+    assert parts == pytest.approx({"pixel": L1, "total": L1})
 
 
 def test_paper_generator_loss():
     sr = SR.clone().requires_grad_(True)
     total, parts = PaperGeneratorLoss()(FAKE, sr, HR)
     assert total.item() == pytest.approx(L1 + 0.001 * 0.6)
-    assert parts == pytest.approx({"l1": L1, "adversarial": 0.6, "total": L1 + 0.0006})
+    assert parts == pytest.approx({"pixel": L1, "adversarial": 0.6, "total": L1 + 0.0006})
     assert all(isinstance(v, float) for v in parts.values())
     total.backward()
     assert sr.grad is not None
@@ -67,7 +67,7 @@ def test_srgan_generator_loss_known():
     perceptual = 4 * MSE
     expected = MSE + 0.001 * 0.6 + 0.006 * perceptual + 2e-8 * TV
     assert total.item() == pytest.approx(expected, rel=1e-6)
-    assert parts == pytest.approx({"mse": MSE, "adversarial": 0.6, "perceptual": perceptual, "tv": TV,
+    assert parts == pytest.approx({"pixel": MSE, "adversarial": 0.6, "perceptual": perceptual, "tv": TV,
                                    "total": expected}, rel=1e-6)
     total.backward()
     assert sr.grad is not None and loss.vgg.weight.grad is None
@@ -157,6 +157,6 @@ def test_srgan_loss_with_vgg16_features(random_vgg):
     loss = SRGANGeneratorLoss(random_vgg[0])
     sr = torch.rand(1, 3, 32, 32, requires_grad=True)
     total, parts = loss(torch.tensor([0.5]), sr, torch.rand(1, 3, 32, 32))
-    assert torch.isfinite(total) and set(parts) == {"mse", "adversarial", "perceptual", "tv", "total"}
+    assert torch.isfinite(total) and set(parts) == {"pixel", "adversarial", "perceptual", "tv", "total"}
     total.backward()
     assert torch.isfinite(sr.grad).all()

@@ -30,7 +30,7 @@ def test_train_notebook_records_the_models_validation_scores(tmp_path):
     runs = tmp_path / "runs"
     run("02_train", tmp_path, model="psnr", profile="smoke", runs_dir=str(runs))
     rec = json.loads((runs / "psnr" / "notebook_record.json").read_text())
-    assert rec["model"] == "psnr" and rec["epochs"] == 2
+    assert rec["model"] == "psnr" and rec["steps"] == 6
     # recompute the validation of the saved generator independently of the notebook
     model, _ = load_generator(runs / "psnr" / "generator.pt")
     scores = validate(model, load_eval_set("demo", scale=4)[:2], 4)

@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,20 +15,69 @@ def smoke(model="attention", **kw):
 
 def test_profiles_and_overrides():
     cfg = T.make_config("srgan", "paper")
-    assert (cfg.batch_size, cfg.crop, cfg.epochs, cfg.train_sets) == (16, 128, 100, ["DIV2K"])
+    assert (cfg.batch_size, cfg.crop, cfg.steps, cfg.train_sets) == (16, 128, 5000, ["DIV2K"])
     assert cfg.arch == "srgan" and cfg.loss == "srgan"
     q = T.make_config("psnr", "quick", lr_g=3e-4)
     assert q.lr_g == 3e-4 and q.arch == "attention" and q.loss == "l1" and q.crop == 96
+    assert q.betas == (0.9, 0.99) and q.schedule == "cosine" and q.tune_set == "quick-holdout"
     with pytest.raises(ValueError, match="unknown config keys"):
         T.make_config("attention", "quick", learning_rate=1)
     with pytest.raises(ValueError, match="unknown model"):
         T.make_config("esrgan", "quick")
-    over = T.parse_overrides(["lr_g=1e-4", "epochs=3", "train_sets=[T91, BSD200]", "generator={norm: none}"])
-    assert over == {"lr_g": "1e-4", "epochs": 3, "train_sets": ["T91", "BSD200"], "generator": {"norm": "none"}}
+    over = T.parse_overrides(["lr_g=1e-4", "steps=3000", "train_sets=[T91, BSD200]", "generator={norm: none}"])
+    assert over == {"lr_g": "1e-4", "steps": 3000, "train_sets": ["T91", "BSD200"], "generator": {"norm": "none"}}
     cfg = T.make_config("attention", "quick", **over)      # YAML 1.1 reads 1e-4 as text: coerced
-    assert cfg.lr_g == 1e-4 and cfg.epochs == 3 and cfg.generator == {"norm": "none"}
+    assert cfg.lr_g == 1e-4 and cfg.steps == 3000 and cfg.generator == {"norm": "none"}
     with pytest.raises(ValueError, match="not a number"):
         T.make_config("attention", "quick", lr_d="fast")
+
+
+def test_config_values_are_typed():
+    """A bare string for a list field is a one-element list (it was read letter by letter and fell back
+    to the demo set); other wrong types are errors naming the field."""
+    cfg = T.make_config("psnr", "quick", **T.parse_overrides(["train_sets=DIV2K", "steps=3000", "ema_decay=0"]))
+    assert cfg.train_sets == ["DIV2K"] and cfg.steps == 3000 and cfg.ema_decay == 0.0
+    for key, value, msg in (("steps", 2.5, "expected an integer"), ("steps", True, "not a number"),
+                            ("channels_last", "yes", "true or false"), ("val_set", ["Set5"], "expected text"),
+                            ("generator", "none", "mapping"), ("train_sets", 5, "expected a list"),
+                            ("schedule", "linear", "schedule"), ("warmup_steps", 9000, "warmup_steps"),
+                            ("vgg_on_missing", "skip", "vgg_on_missing")):
+        with pytest.raises(ValueError, match=msg):
+            T.make_config("attention", "quick", **{key: value})
+    assert T.make_config("attention", "quick", tune_set=None).tune_set is None
+
+
+def test_learning_rate_schedule_per_phase():
+    cfg = T.make_config("attention", "quick", steps=300, warmup_steps=200, lr_warmup=5e-4, lr_g=1e-4)
+    lr = [T.learning_rate(cfg, s) for s in range(300)]
+    assert lr[0] == pytest.approx(5e-4) and lr[100] == pytest.approx(2.5e-4) and lr[199] < 1e-7
+    assert lr[200] == pytest.approx(1e-4) and lr[250] == pytest.approx(5e-5) and lr[299] < 1e-7   # its own cosine
+    assert all(a >= b for a, b in zip(lr[:199], lr[1:200])) and all(a >= b for a, b in zip(lr[200:], lr[201:]))
+    const = T.make_config("attention", "paper")
+    assert {T.learning_rate(const, s) for s in (0, 2500, 4999)} == {1e-3}
+    with pytest.raises(ValueError, match="outside"):
+        T.learning_rate(cfg, 300)
+    assert [p[0] for p in T.phases(cfg)] == ["warmup", "gan"]
+    assert [p[0] for p in T.phases(T.make_config("psnr", "quick"))] == ["warmup", "l1"]
+
+
+def test_ema_is_bias_corrected_and_averages_buffers():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    ema = T.EMA(net, 0.9)
+    values = [2.0, 4.0, 8.0]
+    for v in values:
+        with torch.no_grad():
+            net[0].weight.fill_(v)
+            net[1].running_mean.fill_(v)
+        net[1].num_batches_tracked += 1
+        ema.update(net)
+        if v == 2.0:   # the first update copies the weights: nothing of the initial weights remains
+            assert ema.state["0.weight"].item() == pytest.approx(2.0)
+    w = [0.9 ** 2, 0.9, 1.0]
+    expect = sum(a * b for a, b in zip(w, values)) / sum(w)
+    assert ema.state["0.weight"].item() == pytest.approx(expect)
+    assert ema.state["1.running_mean"].item() == pytest.approx(expect)
+    assert ema.state["1.num_batches_tracked"].item() == 3
 
 
 @pytest.mark.parametrize("model", ["srgan", "attention", "psnr"])
@@ -36,32 +86,123 @@ def test_smoke_run_writes_csv_checkpoint_meta(tmp_path, model):
         warnings.simplefilter("ignore")
         meta = T.train(smoke(model), tmp_path / model)
     rows = (tmp_path / model / "metrics.csv").read_text().splitlines()
-    assert rows[0].split(",") == T.CSV_FIELDS and len(rows) == 3
-    assert meta["status"] == "complete" and meta["epochs_done"] == 2
+    assert rows[0].split(",") == T.CSV_FIELDS and len(rows) == 4        # steps 2 (warm-up), 4, 6
+    assert meta["status"] == "complete" and meta["steps_done"] == 6
     assert meta["vgg"] == ("random-init(seed=0)" if model == "srgan" else "not used")
     for key in ("psnr", "ssim", "psnr_paper", "ssim_paper", "g_loss"):
         assert torch.isfinite(torch.tensor(meta["final"][key]))
     if model != "psnr":
         assert 0 < meta["final"]["d_score"] < 1 and 0 < meta["final"]["g_score"] < 1
     model_, ckpt = load_generator(tmp_path / model / "checkpoint.pt")
-    assert ckpt["epoch"] == 2 and not model_.training
+    assert ckpt["step"] == 6 and not model_.training
     # a finished run is reused, not retrained
-    assert T.train(smoke(model), tmp_path / model)["epochs_done"] == 2
+    assert T.train(smoke(model), tmp_path / model)["steps_done"] == 6
 
 
-def test_resume_gives_identical_weights(tmp_path):
-    cfg = smoke("attention")
-    T.train(cfg, tmp_path / "straight")
-    T.train(smoke("attention", epochs=1), tmp_path / "resumed")
-    T.train(cfg, tmp_path / "resumed", resume=True)
+@pytest.mark.parametrize("model,ema", [("attention", 0.0), ("srgan", 0.9)])
+def test_resume_gives_identical_weights_through_phase_switches(tmp_path, model, ema):
+    """Interrupted after the warm-up (a phase switch) and mid-phase, then resumed: bit-identical to a
+    straight run, for G, D, the optimizers' moments and the EMA."""
+    cfg = smoke(model, ema_decay=ema, steps=8, warmup_steps=3, val_every=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        T.train(cfg, tmp_path / "straight")
+        real_save = T.save_checkpoint
+        for stop in (3, 6):       # 3: end of the warm-up; 6: inside the GAN phase
+
+            def crash(path, state, stop=stop):
+                real_save(path, state)
+                if path.name == "checkpoint.pt" and state["step"] == stop:
+                    raise KeyboardInterrupt("killed")
+            T.save_checkpoint = crash
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    T.train(cfg, tmp_path / "resumed")
+            finally:
+                T.save_checkpoint = real_save
+        T.train(cfg, tmp_path / "resumed")
     a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     for part in ("G", "D"):
-        assert a[part].keys() == b[part].keys()
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
-    assert a["history"][1]["g_loss"] == b["history"][1]["g_loss"]
+    for k, v in a["opt_G"]["state"].items():
+        assert torch.equal(v["exp_avg"], b["opt_G"]["state"][k]["exp_avg"])
+    if ema:
+        for k in a["ema"]["state"]:
+            assert torch.equal(a["ema"]["state"][k], b["ema"]["state"][k]), k
+    assert [r["g_loss"] for r in a["history"]] == [r["g_loss"] for r in b["history"]]
     with pytest.raises(ValueError, match="config differs"):
-        T.train(smoke("attention", lr_g=1.0), tmp_path / "resumed")
+        T.train(smoke(model, ema_decay=ema, steps=8, warmup_steps=3, val_every=2, lr_g=1.0), tmp_path / "resumed")
+
+
+def test_shared_warmup_runs_once_and_the_main_phase_starts_from_its_weights(tmp_path):
+    warm = tmp_path / "warm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # lr 0 in the main phase: Adam does not move the weights, so the run ends on its start weights
+        att = T.train(smoke("attention", warmup_dir=str(warm), lr_g=0.0, lr_d=1e-4), tmp_path / "attention")
+        psnr = T.train(smoke("psnr", warmup_dir=str(warm)), tmp_path / "psnr")
+    assert len(list(warm.iterdir())) == 1           # one warm-up for the attention architecture
+    wdir = Path(att["warmup_run"])
+    assert psnr["warmup_run"] == att["warmup_run"] and wdir.parent == warm
+    w = load_checkpoint(wdir / "generator.pt")["G"]
+    g = load_checkpoint(tmp_path / "attention" / "checkpoint.pt")["G"]
+    assert all(torch.equal(w[k], g[k]) for k in w)
+    assert att["warmup_generator_sha256"] == T.state_hash(w)
+    rows = (tmp_path / "psnr" / "metrics.csv").read_text().splitlines()
+    shared = [r.split(",") for r in rows[1:]]
+    assert [(r[0], r[1], r[2]) for r in shared] == [("2", "warmup", wdir.name), ("4", "l1", ""), ("6", "l1", "")]
+    assert rows[1] == (tmp_path / "attention" / "metrics.csv").read_text().splitlines()[1]
+    # the psnr run really trained in its main phase, the attention run (lr 0) did not move
+    p = load_checkpoint(tmp_path / "psnr" / "checkpoint.pt")["G"]
+    assert any(not torch.equal(w[k], p[k]) for k in w)
+    # within one run (no warmup_dir) the main phase starts from the warm-up's EMA weights the same way
+    one = T.train(smoke("psnr", ema_decay=0.5, lr_g=0.0), tmp_path / "single")
+    assert one["steps_done"] == 6
+
+
+def test_loss_accounting_shares_and_terms(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        T.train(smoke("srgan"), tmp_path / "run")
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    warm, gan = df[df.phase == "warmup"].iloc[0], df[df.phase == "gan"].iloc[-1]
+    assert warm.share_pixel == 1.0 and pd.isna(warm.share_adversarial)
+    shares = gan[["share_pixel", "share_adversarial", "share_perceptual", "share_tv"]]
+    assert shares.sum() == pytest.approx(1.0) and (shares > 0).all()
+    assert gan.adversarial == pytest.approx(1 - gan.g_score, abs=0.05)   # the term's unweighted mean
+    # term_gradients on its own: an L1-only criterion has one term holding the whole gradient
+    G, _ = T.build_generator(smoke("psnr"))
+    lr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    out = T.term_gradients(G, None, T.losses.L1Loss(), lr, hr)
+    assert set(out) == {"pixel"} and out["pixel"][1] > 0
+
+
+def test_missing_vgg_drop_leaves_out_the_perceptual_term(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="WITHOUT its perceptual term"):
+        crit, _, note = T.build_losses(T.make_config("srgan", "quick"))
+    assert note.startswith("dropped") and crit.vgg is None and "perceptual" not in crit.weights
+    with pytest.raises(RuntimeError, match="not found"):
+        T.build_losses(T.make_config("srgan", "paper"))
+
+
+def test_training_precision_auto_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(T, "cpu_bf16_native", lambda: True)
+    assert T.training_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(T, "cpu_bf16_native", lambda: False)
+    assert T.training_precision("auto", "cpu") == "fp32" and T.training_precision("auto", "cuda") == "bf16"
+    assert T.training_precision("bf16", "cpu") == "bf16"
+
+
+def test_cpu_flags_are_read(tmp_path):
+    from srlib.infer import cpu_bf16_native
+    f = tmp_path / "cpuinfo"
+    f.write_text("model name\t: X\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    assert cpu_bf16_native(f)
+    f.write_text("flags\t\t: fpu sse avx512f amx_tile\n")
+    assert not cpu_bf16_native(f) and not cpu_bf16_native(tmp_path / "missing")
 
 
 def test_discriminator_is_updated_before_generator(monkeypatch, tmp_path):
@@ -74,30 +215,31 @@ def test_discriminator_is_updated_before_generator(monkeypatch, tmp_path):
         return real_step(self, *a, **kw)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    cfg = smoke("attention", epochs=1, steps_per_epoch=2)
-    T.train(cfg, tmp_path / "run")
-    assert order == ["D", "G", "D", "G"]
-
-
-def test_warmup_epochs_skip_the_discriminator(tmp_path):
-    meta = T.train(smoke("attention", warmup_epochs=1), tmp_path / "run")
-    rows = [r.split(",") for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
-    assert [r[1] for r in rows] == ["l1", "gan"] and float(rows[0][3]) == 0.0
-    assert meta["final"]["phase"] == "gan"
+    T.train(smoke("attention", steps=3, warmup_steps=1), tmp_path / "run")
+    assert order == ["G", "D", "G", "D", "G"]       # warm-up: G alone
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(monkeypatch, tmp_path):
-    T.train(smoke("psnr", epochs=1), tmp_path / "run")
+    real_save = T.save_checkpoint
+
+    def stop_after_first(path, state):
+        real_save(path, state)
+        if path.name == "checkpoint.pt":
+            raise KeyboardInterrupt("stopped")
+    monkeypatch.setattr(T, "save_checkpoint", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke("psnr"), tmp_path / "run")
+    monkeypatch.setattr(T, "save_checkpoint", real_save)
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     monkeypatch.setattr(T.losses.L1Loss, "forward", lambda self, f, sr, hr: (sr.mean() * float("nan"), {}))
-    with pytest.raises(T.TrainingDiverged, match=r"non-finite g_loss \(nan\) at epoch 2, step 1"):
-        T.train(smoke("psnr", epochs=2), tmp_path / "run")
+    with pytest.raises(T.TrainingDiverged, match=r"non-finite g_loss \(nan\) at step 3"):
+        T.train(smoke("psnr"), tmp_path / "run")
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
 
 
 def test_checkpoint_errors(tmp_path):
-    T.train(smoke("psnr", epochs=1), tmp_path / "run")
+    T.train(smoke("psnr", steps=2), tmp_path / "run")
     path = tmp_path / "run" / "checkpoint.pt"
     with pytest.raises(CheckpointError, match="scale x4, not x2"):
         load_generator(path, scale=2)
@@ -116,25 +258,25 @@ def test_checkpoint_errors(tmp_path):
         T.train(smoke("srgan", init_from=str(path)), tmp_path / "warm")
 
 
-def test_crash_before_the_checkpoint_redoes_the_epoch(monkeypatch, tmp_path):
-    """The resume checkpoint is written last: a crash after the other files of the last epoch were
-    written leaves the previous checkpoint, and the rerun redoes that epoch and finishes cleanly."""
+def test_crash_before_the_checkpoint_redoes_the_interval(monkeypatch, tmp_path):
+    """The resume checkpoint is written last: a crash after the other files of an interval were
+    written leaves the previous checkpoint, and the rerun redoes that interval and finishes cleanly."""
     real_save = T.save_checkpoint
 
     def crash_on_second_checkpoint(path, state):
-        if path.name == "checkpoint.pt" and state["epoch"] == 2:
+        if path.name == "checkpoint.pt" and state["step"] == 4:
             raise KeyboardInterrupt("killed")
         return real_save(path, state)
 
     monkeypatch.setattr(T, "save_checkpoint", crash_on_second_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         T.train(smoke("psnr"), tmp_path / "run")
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
     monkeypatch.setattr(T, "save_checkpoint", real_save)
     meta = T.train(smoke("psnr"), tmp_path / "run")
-    assert meta["status"] == "complete" and meta["epochs_done"] == 2
-    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3
-    assert load_checkpoint(tmp_path / "run" / "generator.pt")["epoch"] == 2
+    assert meta["status"] == "complete" and meta["steps_done"] == 6
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4
+    assert load_checkpoint(tmp_path / "run" / "generator.pt")["step"] == 6
 
 
 def test_precision_choice():
@@ -168,7 +310,9 @@ def test_train_step_precision_reaches_every_convolution(precision):
     res = T.train_step(G, D, opt_g, opt_d, crit, lr, hr, True, autocast(precision, "cpu"))
     want = torch.bfloat16 if precision == "bf16" else torch.float32
     assert seen == {"G": {want}, "D": {want}, "vgg": {want}}
+    parts = res.pop("parts")
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in res.values())
+    assert set(parts) == {"pixel", "adversarial", "perceptual", "tv", "total"}
     assert all(p.dtype == torch.float32 for p in [*G.parameters(), *D.parameters()])
 
 
@@ -176,7 +320,7 @@ def test_bf16_training_run_records_its_precision(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bf16 = T.train(smoke("attention", amp="bf16"), tmp_path / "bf16")
-        fp32 = T.train(smoke("attention"), tmp_path / "fp32")
+        fp32 = T.train(smoke("attention", amp="fp32"), tmp_path / "fp32")
     assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
     assert bf16["config"]["amp"] == "bf16"
     a = load_checkpoint(tmp_path / "bf16" / "generator.pt")["G"]
@@ -187,11 +331,15 @@ def test_bf16_training_run_records_its_precision(tmp_path):
 
 def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
     """A checkpoint written before a config field existed ran with that field's default."""
-    T.train(smoke("psnr", epochs=1), tmp_path / "run")
+    T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
     path = tmp_path / "run" / "checkpoint.pt"
     ck = load_checkpoint(path)
-    del ck["config"]["amp"]
+    del ck["config"]["tune_set"]
     save_checkpoint(path, ck)
-    assert T.train(smoke("psnr"), tmp_path / "run")["epochs_done"] == 2
-    with pytest.raises(ValueError, match="amp"):
-        T.train(smoke("psnr", epochs=3, amp="bf16"), tmp_path / "run")
+    assert T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")["steps_done"] == 2
+    with pytest.raises(ValueError, match="tune_set"):
+        T.train(smoke("psnr", steps=4, warmup_steps=0, tune_set="demo"), tmp_path / "run")
+    del ck["step"]
+    save_checkpoint(path, ck)
+    with pytest.raises(ValueError, match="epoch-based checkpoint"):
+        T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")

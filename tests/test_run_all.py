@@ -1,0 +1,65 @@
+"""run_all.sh as a user runs it, in a copy of the repository: the data pre-flight without network, and
+the demo profile end to end. Both must leave the copy's committed files untouched."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def clone(tmp_path):
+    """The working tree's tracked and unignored files, committed in a fresh repository."""
+    dst = tmp_path / "clone"
+    for f in _git(REPO, "ls-files", "-co", "--exclude-standard").splitlines():
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    _git(dst, "init", "-q")
+    _git(dst, "add", "-A")
+    _git(dst, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "copy")
+    return dst
+
+
+def run_all(cwd, *args, **env):
+    full = {**os.environ, "SRLIB_VENV": sys.prefix, **env}     # the test's environment: no reinstall
+    return subprocess.run(["bash", "run_all.sh", *args], cwd=cwd, capture_output=True, text=True, env=full,
+                          timeout=1800)
+
+
+@pytest.mark.slow
+def test_fresh_clone_without_data_or_network_stops_at_once(tmp_path):
+    repo = clone(tmp_path)
+    t0 = time.perf_counter()
+    res = run_all(repo, "quick", SRLIB_DATA=str(tmp_path / "empty"), SRLIB_MIRROR="http://127.0.0.1:9")
+    seconds = time.perf_counter() - t0
+    assert res.returncode != 0, res.stdout + res.stderr
+    assert "missing under" in res.stderr and "T91" in res.stderr and "Urban100" in res.stderr
+    assert "fix: python -m srlib download T91 BSD200 Set5 Set14 BSD100 Urban100" in res.stderr
+    assert "stopped before any work" in res.stderr
+    assert seconds < 120, seconds                  # seconds, not a training run that fails later
+    assert _git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".staging").exists()
+
+
+@pytest.mark.slow
+def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
+    repo = clone(tmp_path)
+    before = _git(repo, "ls-files", "-s", "results")
+    res = run_all(repo, "demo", SRLIB_DATA=str(tmp_path / "empty"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert _git(repo, "status", "--porcelain") == "" and _git(repo, "ls-files", "-s", "results") == before
+    demo = repo / "runs" / "demo"
+    assert "DEMO DATA: these numbers mean nothing" in (demo / "table1.md").read_text()
+    assert {p.name for p in (demo / "notebooks").iterdir()} >= {"01_data.ipynb", "02_train_srgan.ipynb",
+                                                                "03_benchmark.ipynb", "04_figures.ipynb"}
+    assert not (repo / ".staging" / "demo").exists()
+    assert "time per notebook" in res.stdout
