@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from . import archs, losses
-from .data import StepSampler, TrainDataset, load_eval_set, resolve_datasets
-from .infer import (FORMAT, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint, pick_device, save_checkpoint,
-                    upscale_array)
+from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
+from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint,
+                    load_generator, pick_device, save_checkpoint, save_generator, state_hash, upscale_array)
 from .io import atomic_write
 from .metrics import image_scores
 
@@ -414,18 +414,10 @@ def warmup_run_dir(cfg):
     return Path(cfg.warmup_dir) / f"{cfg.arch}-{key}"
 
 
-def state_hash(state):
-    """sha256 over a state dict's names and tensor bytes (to show that two runs start from the same weights)."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().reshape(-1).clone().numpy().tobytes())
-    return h.hexdigest()
-
-
 def train(cfg, out_dir, resume=True, force=False):
     """Train according to ``cfg`` into ``out_dir``: metrics.csv, meta.json, checkpoint.pt (everything
-    needed to resume) and generator.pt (the generator alone, EMA weights when enabled, for evaluation).
+    needed to resume) and generator.safetensors (the generator alone, EMA weights when enabled, for
+    evaluation and upscaling).
 
     With ``resume`` (default) an existing checkpoint in ``out_dir`` is continued, and a finished run is
     returned as is unless ``force``. Returns the metadata dict (also in meta.json).
@@ -435,10 +427,13 @@ def train(cfg, out_dir, resume=True, force=False):
     if ckpt_path.exists() and not force and not resume:
         raise FileExistsError(f"{ckpt_path} exists: pass resume=True to continue or force=True to restart")
     start, history, ckpt = 0, [], None
-    if resume and not force and not ckpt_path.exists() and meta_path.exists() and (out / "generator.pt").exists():
-        done = json.loads(meta_path.read_text())   # a finished run committed without its resume checkpoint
+    if resume and not force and meta_path.exists():
+        done = json.loads(meta_path.read_text())
         if done.get("status") == "complete" and done.get("config") == _plain(cfg):
-            return done
+            if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
+                _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
+            if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
+                return done
     if ckpt_path.exists() and resume and not force:
         ckpt = load_checkpoint(ckpt_path)
         saved = {**_plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
@@ -460,13 +455,14 @@ def train(cfg, out_dir, resume=True, force=False):
     D = archs.Discriminator() if cfg.loss != "l1" and main_steps else None
     crit, warm_crit, vgg_note = build_losses(cfg) if main_steps else (None, losses.L1Loss(), "not used")
     meta = {"format": FORMAT, "config": _plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
-            "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version(),
+            "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(),
+            "torch": torch.__version__, "python": platform.python_version(),
             "run_name": out.name, "ema": cfg.ema_decay or "off",
             "exported_weights": "EMA of G" if cfg.ema_decay else "G"}
     if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and main_steps:
         wdir = warmup_run_dir(cfg)
         train(warmup_config(cfg), wdir, resume=True, force=False)
-        warm = load_checkpoint(wdir / "generator.pt")
+        _, warm = load_generator(wdir / GENERATOR_FILE)
         G.load_state_dict(warm["G"])
         start = cfg.warmup_steps
         history = [{**row, "shared": wdir.name} for row in load_checkpoint(wdir / "checkpoint.pt")["history"]]
@@ -518,6 +514,12 @@ def train(cfg, out_dir, resume=True, force=False):
     fixed = torch.utils.data.default_collate([dataset[i] for i in sampler0.batch(0)])
     fixed = [t.to(device).contiguous(memory_format=fmt) for t in fixed]
     precision = training_precision(cfg.amp, device)
+    meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
+                              "sha256": set_digest(dataset.hashes)},
+                    "val": {"set": cfg.val_set, "images": len(val_items), "sha256": eval_digest(val_items)},
+                    "tune": {"set": cfg.tune_set, "images": len(tune_items),
+                             "sha256": eval_digest(tune_items) if tune_items else None}}
+    meta.update(git=git_state(), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     meta.update(train_images=len(dataset.images), val_images=len(val_items), tune_images=len(tune_items),
                 parameters_G=archs.count_parameters(G), parameters_D=archs.count_parameters(D) if D else 0,
                 precision=precision, cpu_bf16_native=cpu_bf16_native())
@@ -591,8 +593,7 @@ def train(cfg, out_dir, resume=True, force=False):
                  "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
         # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
         # files written before it are rewritten; a finished checkpoint means everything else is current
-        save_checkpoint(out / "generator.pt", {"format": FORMAT, "generator": meta["generator"], "G": export,
-                                               "step": step, "config": _plain(cfg), "meta": state["meta"]})
+        save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], _plain(cfg), step)
         _write_csv(csv_path, history)
         meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
                     train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
@@ -600,6 +601,30 @@ def train(cfg, out_dir, resume=True, force=False):
         _write_json(meta_path, meta)
         save_checkpoint(ckpt_path, state)
     return meta
+
+
+def git_state():
+    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
+    import subprocess
+    top = repo_root()
+    if top is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _export(path, ckpt, meta):
+    """generator.safetensors from a finished run's resume checkpoint (the EMA weights when it kept one)."""
+    ema = ckpt.get("ema")
+    save_generator(path, ema["state"] if ema else ckpt["G"], ckpt["generator"], ckpt["meta"], ckpt["config"],
+                   ckpt["step"])
+    (path.parent / "generator.pt").unlink(missing_ok=True)     # the old export, now superseded
 
 
 def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, context=None):

@@ -157,7 +157,8 @@ def test_manifest_names_exact_images_and_rejects_other_pixels(tmp_path, monkeypa
     mdir.mkdir()
     rows = [("A", files[0].stem, D.pixel_hash(D.read_image_full(files[0]).rgb)),
             ("B", files[2].stem, D.pixel_hash(D.read_image_full(files[2]).rgb))]
-    (mdir / "mine.tsv").write_text("# test\ndataset\timage\tpixel_sha256\n" + "".join("\t".join(r) + "\n" for r in rows))
+    (mdir / "mine.tsv").write_text("# test\ndataset\timage\tpixel_sha256\n"
+                                   + "".join("\t".join(r) + "\n" for r in rows))
     monkeypatch.setattr(D, "MANIFEST_DIR", mdir)
     assert D.is_manifest("mine") and not D.is_manifest("A") and D.manifest_datasets("mine") == ["A", "B"]
     assert D.hr_files("mine", tmp_path) == [files[0], files[2]]          # not A's second image
