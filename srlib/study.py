@@ -116,7 +116,7 @@ def run_dirs(runs_dir):
     return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
-def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True):
     """Bicubic and every trained model on ``datasets``, both protocols.
 
     Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
@@ -125,7 +125,9 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
     datasets = resolve_datasets(list(datasets), root)
     frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"])]
     for model, folder in run_dirs(runs_dir).items():
-        frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model]))
+        print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
+        frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
+                               progress=progress))
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image)
     results = Path(results_dir)

@@ -600,6 +600,10 @@ def train(cfg, out_dir, resume=True, force=False):
                     final=row)
         _write_json(meta_path, meta)
         save_checkpoint(ckpt_path, state)
+        if cfg.progress:
+            tune = f"held-out {row['tune_psnr']:.2f} dB, " if tune_items else ""
+            print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
+                  f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
     return meta
 
 
