@@ -294,12 +294,18 @@ class StepSampler(torch.utils.data.Sampler):
     is the ``s % (n // b)``-th slice of epoch ``e``'s permutation, seeded by ``(seed, e)``. So the crop
     stream is a function of the step alone: a run resumed at any step, or a phase that starts at step
     ``start``, sees exactly the batches an uninterrupted run would.
+
+    With ``world`` processes (DistributedDataParallel), process ``rank`` iterates over items
+    ``rank::world`` of each global batch, so the processes together see the batches of one process.
     """
 
-    def __init__(self, n, batch_size, start, stop, seed=0):
+    def __init__(self, n, batch_size, start, stop, seed=0, rank=0, world=1):
         if n < batch_size:
             raise ValueError(f"{n} training crops make no batch of {batch_size}")
+        if batch_size % world or not 0 <= rank < world:
+            raise ValueError(f"batch {batch_size} does not divide among {world} processes (rank {rank})")
         self.n, self.b, self.start, self.stop, self.seed = n, batch_size, start, stop, seed
+        self.rank, self.world = rank, world
         self.per_epoch = n // batch_size
         self._perm = (None, None)
 
@@ -315,7 +321,7 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         for step in range(self.start, self.stop):
-            yield self.batch(step)
+            yield self.batch(step)[self.rank::self.world]
 
     def __len__(self):
         return max(0, self.stop - self.start)

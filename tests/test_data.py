@@ -202,3 +202,13 @@ def test_step_sampler_is_a_function_of_the_step():
     assert {e for e, _ in whole[3]} == {1} and whole[3] != whole[0]
     with pytest.raises(ValueError, match="no batch"):
         StepSampler(2, 3, 0, 1)
+
+
+def test_step_sampler_shares_each_global_batch_among_processes():
+    whole = list(data.StepSampler(24, 8, 3, 7, seed=1))
+    parts = [list(data.StepSampler(24, 8, 3, 7, seed=1, rank=r, world=4)) for r in range(4)]
+    for step, batch in enumerate(whole):
+        shares = [p[step] for p in parts]
+        assert all(len(s) == 2 for s in shares) and sorted(sum(shares, [])) == sorted(batch)
+    with pytest.raises(ValueError, match="does not divide among 3 processes"):
+        data.StepSampler(24, 8, 0, 1, world=3)
