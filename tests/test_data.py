@@ -23,7 +23,13 @@ def write_set(root, name, sizes, seed=0):
 
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("SRLIB_DATA", raising=False)
-    assert str(data_root()) == "data"
+    from srlib.data import project_path, repo_root
+    top = repo_root()
+    assert top is not None and (top / "srlib" / "data.py").is_file()     # tests run in a checkout
+    assert data_root() == top / "data"            # the repository's data/, whatever the working directory
+    monkeypatch.chdir(tmp_path)
+    assert data_root() == top / "data" and project_path("results/train") == top / "results" / "train"
+    assert project_path(tmp_path) == tmp_path
     monkeypatch.setenv("SRLIB_DATA", str(tmp_path))
     assert data_root() == tmp_path
     assert str(data_root("elsewhere")) == "elsewhere"
