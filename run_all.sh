@@ -64,9 +64,17 @@ params = notebook_parameters(sys.argv[1], sys.argv[2], **extra)
 print(yaml.safe_dump(relocate(params, sys.argv[3], sys.argv[4])))
 PY
 ) || { echo "run_all: bad parameters for $nb in $config" >&2; exit 1; }
-  echo "== $(date +%H:%M:%S) $nb -> $out (cells below; training prints its own progress)"
+  echo "== $(date +%H:%M:%S) $nb -> $out"
   local t0=$SECONDS
-  if ! papermill --kernel srlib --log-level WARNING -y "$params" "$nb" "$out"; then
+  # --log-output: what the cells print (training reports every validation) streams here as it happens
+  local rc
+  set +e
+  papermill --kernel srlib --log-output --log-level INFO -y "$params" "$nb" "$out" 2>&1 \
+    | grep --line-buffered -v -E "Kernel is running over TCP|IPKernelApp|^Executing" \
+    | sed -u 's/^.* - papermill - INFO - /   /'
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -ne 0 ]; then
     echo "run_all: $nb failed; the executed notebook with the error is $out; $results/ is unchanged." >&2
     echo "run_all: run the same command again to continue from there." >&2
     exit 1

@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh || { echo "run_tests: environment setup failed" >&2; exit 1; }
+python -m ruff check srlib tests scripts   # lint (configured in pyproject.toml)
 python -m pytest -q tests notebooks --nbval "$@"

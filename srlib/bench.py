@@ -331,7 +331,7 @@ def bench_inference(cfg, device, precs, seed=0):
         reps = cfg.infer_reps if n == min(cfg.infer_sizes) else 1
         naive = None
         if n == cfg.untiled:
-            def run_naive():
+            def run_naive(lr=lr):
                 with torch.no_grad():
                     return naive_model(lr.to(device)).clamp_(0, 1).cpu()
             naive = _timed_inference(run_naive, device, reps)
@@ -339,7 +339,7 @@ def bench_inference(cfg, device, precs, seed=0):
         modes = (True, False) if n == max(cfg.infer_sizes) else (True,)
         for exact in modes:
             for p, m in models.items():
-                def run():
+                def run(m=m, lr=lr, p=p, exact=exact):
                     return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p, exact=exact)
                 t, rss, cuda_mb, reset = _timed_inference(run, device, reps)
                 config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p}" + ("" if exact else " low-memory")
@@ -518,7 +518,8 @@ def add_cli(sub):
     size.add_argument("--quick", action="store_true", help="crop 96 only, fewer steps, no 2048x2048 inference")
     size.add_argument("--tiny", action="store_true", help="tiny models and inputs: a dry run in seconds")
     b.add_argument("--out", default=None, help="write the table to this CSV (e.g. results/speed.csv)")
-    b.add_argument("--data-root", default=None, help="load T91/BSD200/DIV2K from here (default: $SRLIB_DATA, else ./data, else the demo images)")
+    b.add_argument("--data-root", default=None,
+                   help="load T91/BSD200/DIV2K from here (default: $SRLIB_DATA, else data/, else the demo images)")
     b.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
     b.add_argument("--compile", action="store_true", help="also try torch.compile on srlib's path")
     b.add_argument("--amp", choices=["auto", "fp32", "bf16"], default="auto",

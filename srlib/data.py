@@ -1,6 +1,8 @@
 """Datasets: where data lives, evaluation sets (whole images) and training sets (random crops).
 
-Data root: the ``root`` argument, else the environment variable ``SRLIB_DATA``, else ``./data``.
+Data root: the ``root`` argument, else the environment variable ``SRLIB_DATA``, else ``data/`` in the
+repository that holds this srlib (whatever the working directory, so a notebook started in
+``notebooks/`` finds the same data as ``run_all.sh``), else ``./data`` for an installed srlib.
 A named dataset is a folder ``<root>/<Name>/HR/*`` with optional ``<root>/<Name>/LR_bicubic/X<s>/*``
 (the layout of the EDSR benchmark packs). Any folder of images works too: pass its path as the name.
 A *manifest* (``srlib/manifests/<name>.tsv``: dataset, image name without extension, sha256 of the
@@ -36,9 +38,25 @@ class DatasetNotFound(FileNotFoundError):
     pass
 
 
+def repo_root():
+    """The checkout that holds this srlib (the folder with run_all.sh and pyproject.toml), else None."""
+    top = Path(__file__).resolve().parent.parent
+    return top if (top / "run_all.sh").is_file() and (top / "pyproject.toml").is_file() else None
+
+
+def project_path(path):
+    """``path`` as given when absolute, else relative to the repository (the working directory for an
+    installed srlib): 'results/train' means the same folder from run_all.sh and from notebooks/."""
+    path = Path(path).expanduser()
+    top = repo_root()
+    return path if path.is_absolute() or top is None else top / path
+
+
 def data_root(root=None):
-    """The data root: ``root`` if given, else ``$SRLIB_DATA``, else ``./data``."""
-    return Path(root or os.environ.get("SRLIB_DATA") or "data").expanduser()
+    """The data root: ``root`` if given, else ``$SRLIB_DATA``, else the repository's ``data/``."""
+    if root or os.environ.get("SRLIB_DATA"):
+        return Path(root or os.environ["SRLIB_DATA"]).expanduser()
+    return project_path("data")
 
 
 def demo_dir():
@@ -144,10 +162,12 @@ def resolve_datasets(names, root=None, fallback_demo=True):
     found = available(names, root)
     missing = [n for n in names if n not in found]
     if missing and found:
-        warnings.warn(f"datasets not found under {data_root(root)}: {', '.join(missing)}; skipping them")
+        warnings.warn(f"datasets not found under {data_root(root)}: {', '.join(missing)}; skipping them",
+                      stacklevel=2)
     if not found and fallback_demo:
         warnings.warn(f"none of {', '.join(names)} found under {data_root(root)}: using the 'demo' set "
-                      f"(scikit-image sample images). Its numbers are NOT comparable to the literature.")
+                      f"(scikit-image sample images). Its numbers are NOT comparable to the literature.",
+                      stacklevel=2)
         return [DEMO]
     return found
 
@@ -188,6 +208,15 @@ def load_eval_set(name, root=None, scale=4, lr_source="generate", degradation="m
     return items
 
 
+def set_digest(hashes):
+    """One sha256 for a list of 'name:pixel sha256' strings (a training or evaluation set's content)."""
+    return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
+
+
+def eval_digest(items):
+    return set_digest([f"{it.name}:{pixel_hash(it.hr)}" for it in items])
+
+
 def to_tensor(img):
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
@@ -222,17 +251,18 @@ class TrainDataset(torch.utils.data.Dataset):
             raise ValueError(f"crop {crop} is not a multiple of scale {scale}")
         self.crop, self.scale, self.degradation, self.augment = crop, scale, degradation, augment
         self.repeat, self.seed, self.epoch = repeat, seed, 0
-        self.images, skipped = [], []
+        self.images, self.hashes, skipped = [], [], []
         for name in sources:
             for f, sha in entries(name, root):
                 img = read_checked(f, sha).rgb
+                self.hashes.append(f"{f.stem}:{sha or pixel_hash(img)}")
                 if min(img.shape[:2]) < crop:
                     skipped.append(f"{f} ({img.shape[1]}x{img.shape[0]})")
                     continue
                 self.images.append(img)
         if skipped:
             warnings.warn(f"{len(skipped)} training image(s) smaller than crop {crop} skipped: "
-                          + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+                          + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)
         if not self.images:
             raise ImageError(f"no training image of at least {crop}x{crop} in {', '.join(map(str, sources))}")
 
@@ -264,12 +294,18 @@ class StepSampler(torch.utils.data.Sampler):
     is the ``s % (n // b)``-th slice of epoch ``e``'s permutation, seeded by ``(seed, e)``. So the crop
     stream is a function of the step alone: a run resumed at any step, or a phase that starts at step
     ``start``, sees exactly the batches an uninterrupted run would.
+
+    With ``world`` processes (DistributedDataParallel), process ``rank`` iterates over items
+    ``rank::world`` of each global batch, so the processes together see the batches of one process.
     """
 
-    def __init__(self, n, batch_size, start, stop, seed=0):
+    def __init__(self, n, batch_size, start, stop, seed=0, rank=0, world=1):
         if n < batch_size:
             raise ValueError(f"{n} training crops make no batch of {batch_size}")
+        if batch_size % world or not 0 <= rank < world:
+            raise ValueError(f"batch {batch_size} does not divide among {world} processes (rank {rank})")
         self.n, self.b, self.start, self.stop, self.seed = n, batch_size, start, stop, seed
+        self.rank, self.world = rank, world
         self.per_epoch = n // batch_size
         self._perm = (None, None)
 
@@ -285,7 +321,7 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         for step in range(self.start, self.stop):
-            yield self.batch(step)
+            yield self.batch(step)[self.rank::self.world]
 
     def __len__(self):
         return max(0, self.stop - self.start)

@@ -1,5 +1,10 @@
 """Checkpoints and inference: atomic save, safe load (``weights_only=True``), tiled upscaling.
 
+Trained generators are exchanged as ``generator.safetensors`` (the format of the SR ecosystem: Hugging
+Face, spandrel, chaiNNer): the tensors of G plus metadata strings ``format`` (``srlib-generator-v1``),
+``generator`` (arch, kwargs, scale as JSON), ``meta`` and ``config`` (JSON), ``step`` and ``sha256`` (of
+the tensors, checked on load: a flipped bit is a clear error). :func:`load_generator` reads both kinds.
+
 A checkpoint is one dict of tensors and plain data::
 
     {'format': 'srlib-checkpoint-v1', 'generator': {'arch', 'kwargs', 'scale'}, 'G': state_dict,
@@ -19,6 +24,8 @@ from .data import to_tensor
 from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
+GENERATOR_FORMAT = "srlib-generator-v1"
+GENERATOR_FILE = "generator.safetensors"
 PRECISIONS = ("auto", "fp32", "bf16")
 RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field +-3 LR px)
 
@@ -117,12 +124,66 @@ def load_checkpoint(path, map_location="cpu"):
     return ckpt
 
 
+def state_hash(state):
+    """sha256 over a state dict's names and tensor bytes (in name order)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_generator(path, state, generator, meta=None, config=None, step=None):
+    """Write a generator's tensors and description to ``path`` (.safetensors) atomically."""
+    import json
+    from safetensors.torch import save
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    info = {"format": GENERATOR_FORMAT, "generator": json.dumps(generator, sort_keys=True),
+            "meta": json.dumps(meta or {}, sort_keys=True, default=str),
+            "config": json.dumps(config or {}, sort_keys=True, default=str),
+            "step": str(step if step is not None else ""), "sha256": state_hash(tensors)}
+    data = save(tensors, metadata=info)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def load_safetensors_generator(path):
+    """The checkpoint-like dict (format, generator, G, meta, config, step) of a generator.safetensors file,
+    its tensors checked against the recorded sha256."""
+    import json
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+    try:
+        data = open(path, "rb").read()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        info = json.loads(data[8: 8 + header_len]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:200]})") from None
+    if info.get("format") != GENERATOR_FORMAT:
+        raise CheckpointError(f"{path}: not an srlib generator (metadata format {info.get('format')!r}, "
+                              f"expected {GENERATOR_FORMAT!r})")
+    if state_hash(tensors) != info.get("sha256"):
+        raise CheckpointError(f"{path}: its tensors do not match the sha256 recorded in its metadata: the file "
+                              f"is corrupt or was modified")
+    try:
+        return {"format": FORMAT, "generator": json.loads(info["generator"]), "G": tensors,
+                "meta": json.loads(info.get("meta") or "{}"), "config": json.loads(info.get("config") or "{}"),
+                "step": int(info["step"]) if info.get("step") else None}
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: broken srlib metadata ({e})") from None
+
+
 def load_generator(path, device=None, scale=None, arch=None):
-    """Rebuild the generator stored in a checkpoint, in eval mode. Returns ``(model, checkpoint)``.
+    """Rebuild the generator stored in a checkpoint or a generator.safetensors file, in eval mode.
+    Returns ``(model, checkpoint)``.
 
     ``scale`` / ``arch``, when given, must match the checkpoint's, else :class:`CheckpointError`.
     """
-    ckpt = load_checkpoint(path)
+    ckpt = load_safetensors_generator(path) if str(path).endswith(".safetensors") else load_checkpoint(path)
     g = ckpt.get("generator")
     if not isinstance(g, dict) or not {"arch", "kwargs", "scale"} <= set(g):
         raise CheckpointError(f"{path}: checkpoint has no generator description (arch, kwargs, scale)")

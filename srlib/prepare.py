@@ -27,7 +27,8 @@ def profile_datasets(config_path):
     names = list(train["train_sets"]) + [train["val_set"]] + ([train["tune_set"]] if train["tune_set"] else [])
     names += list(common.get("datasets") or [])
     sections = {k: v or {} for k, v in config.items() if k != "common"}
-    names += [sections.get("01_data", {}).get("sample_dataset")] if sections.get("01_data", {}).get("sample_dataset") else []
+    sample = sections.get("01_data", {}).get("sample_dataset")
+    names += [sample] if sample else []
     for key in ("figure1_images", "face_images"):
         names += [ds for ds, _ in sections.get("04_figures", {}).get(key) or []]
     return [n for n in dict.fromkeys(names) if n != DEMO]

@@ -12,8 +12,9 @@ import pandas as pd
 
 from . import reference
 from .data import BENCHMARKS, available, data_root, hr_files, load_eval_set, resolve_datasets
+from .data import project_path  # noqa: F401  (the notebooks call study.project_path)
 from .evaluate import bicubic, evaluate, summarize, write_csv
-from .infer import load_generator, pick_device, upscale_array
+from .infer import GENERATOR_FILE, load_generator, pick_device, upscale_array
 from .io import atomic_write
 from .metrics import to_uint8
 
@@ -22,8 +23,8 @@ LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention
           "psnr": "PSNR baseline (ours)"}
 
 
-def environment_report():
-    """Library versions and the device, one line each."""
+def environment_report(root=None):
+    """Library versions, the device and the data root, one line each."""
     lines = [f"python {platform.python_version()}"]
     for mod in ("torch", "torchvision", "numpy", "scipy", "PIL", "skimage", "pandas", "matplotlib", "seaborn"):
         try:
@@ -31,6 +32,7 @@ def environment_report():
         except ImportError:
             lines.append(f"{mod} not installed")
     lines.append(f"device {pick_device()}")
+    lines.append(f"data root {data_root(root).resolve()}" + ("" if data_root(root).is_dir() else " (missing)"))
     return "\n".join(lines)
 
 
@@ -111,10 +113,10 @@ def plot_history(csv_paths, path=None):
 
 def run_dirs(runs_dir):
     """{model: folder} of the training runs that exist in ``runs_dir``."""
-    return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / "generator.pt").exists()}
+    return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
-def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True):
     """Bicubic and every trained model on ``datasets``, both protocols.
 
     Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
@@ -123,14 +125,71 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results"):
     datasets = resolve_datasets(list(datasets), root)
     frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"])]
     for model, folder in run_dirs(runs_dir).items():
-        frames.append(evaluate(str(folder / "generator.pt"), datasets, root, label=LABELS[model]))
+        print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
+        frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
+                               progress=progress))
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image)
     results = Path(results_dir)
     write_csv(summary, results / "table1.csv")
     write_csv(per_image, results / "per_image.csv")
     write_table1_markdown(results_dir, runs_dir)
+    write_model_cards(runs_dir, summary)
     return summary, per_image
+
+
+LIMITS = ("Handles bicubic x4 degradation only (MATLAB-style bicubic downscaling of a clean image): real "
+          "camera photos (sensor noise, blur, JPEG) are outside what it learned and come out poorly.",
+          "Trained for a small CPU budget (see steps), far below the paper's 100 epochs of DIV2K; scores are "
+          "those of this budget.",
+          "One seed: a difference to another model of a few tenths of a dB is not evidence by itself.")
+
+
+def model_card(run_dir, summary):
+    """Markdown model card of one trained run: data, steps, recipe, scores (from ``summary``), limits."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    cfg, model = meta["config"], meta["config"]["model"]
+    label = LABELS[model]
+    hist = pd.read_csv(run_dir / "metrics.csv")
+    shared = hist[hist.shared.notna() & (hist.shared != "")]
+    warm = int(shared.step.max()) if len(shared) else cfg.get("warmup_steps", 0)
+    data = meta.get("data", {}).get("train", {})
+    lines = [f"# {label}: x4 super-resolution generator (srlib)", "",
+             f"- File: `{GENERATOR_FILE}` ({meta['generator']['arch']} generator, {meta['parameters_G']:,} "
+             f"parameters; the sha256 of its tensors is in its metadata and checked on load).",
+             f"- Load: `srlib.load_upscaler('{run_dir.name}/{GENERATOR_FILE}')`, or `python -m srlib upscale "
+             f"IMAGE --checkpoint ...`.",
+             f"- Data: {', '.join(cfg['train_sets'])} ({meta.get('train_images', '?')} images"
+             + (f", content sha256 {data['sha256'][:16]}..." if data.get("sha256") else "") + f"), HR crops of "
+             f"{cfg['crop']} px, batch {cfg['batch_size']}, LR by {cfg['degradation']} bicubic x{cfg['scale']}.",
+             f"- Steps: {meta['steps_done']} generator steps: {warm} L1 warm-up "
+             + ("(shared with the other runs of this architecture), " if len(shared) else "")
+             + f"then {meta['steps_done'] - warm} of its own loss ({'L1' if model == 'psnr' else 'the GAN loss'}).",
+             f"- Recipe: Adam betas {tuple(cfg['betas'])}; warm-up lr {cfg['lr_warmup']:g}, then G {cfg['lr_g']:g}"
+             + (f" and D {cfg['lr_d']:g}" if model != "psnr" else "") + f", {cfg['schedule']} per phase; EMA "
+             f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg['seed']}.",
+             "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
+                           "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
+             f"- Provenance: srlib commit {meta.get('git') or 'unknown'}.", "",
+             "## Scores (x4; PSNR dB / SSIM, from table1.csv)", "",
+             "| dataset | standard (Y, border 4) | paper (RGB, whole image) |", "|---|---|---|"]
+    mine = summary[summary.method == label].set_index(["dataset", "protocol"])
+    for ds in dict.fromkeys(summary.dataset):
+        cells = [f"{mine.psnr[(ds, p)]:.2f} / {mine.ssim[(ds, p)]:.4f}" if (ds, p) in mine.index else "–"
+                 for p in ("standard", "paper")]
+        lines.append(f"| {ds} | {cells[0]} | {cells[1]} |")
+    lines += ["", "## Limits", ""] + [f"- {x}" for x in LIMITS]
+    if model == "srgan" and str(meta["vgg"]).startswith(("dropped", "random")):
+        lines.append("- Its perceptual (VGG16) term was not Ledig's: ImageNet VGG16 weights were unavailable.")
+    return "\n".join(lines) + "\n"
+
+
+def write_model_cards(runs_dir, summary):
+    """``README.md`` (model card) in every run folder of ``runs_dir``."""
+    for _, d in run_dirs(runs_dir).items():
+        card = model_card(d, summary)
+        atomic_write(d / "README.md", lambda f, card=card: f.write(card.encode()))
 
 
 def write_table1_markdown(results_dir, runs_dir):
@@ -194,7 +253,8 @@ def table1_markdown(summary, vgg=None, accounting=None):
                          f"2e-8 TV, so it is not Ledig's SRGAN loss.")
         elif source != "not used":
             notes.append(f"{method}: VGG16 of the perceptual loss: {source}"
-                         + (" (ImageNet weights unavailable: NOT the SRGAN perceptual loss)" if "random" in source else ""))
+                         + (" (ImageNet weights unavailable: NOT the SRGAN perceptual loss)"
+                            if "random" in source else ""))
     for method, acc in (accounting or {}).items():
         terms = [f"{t} {a:.2g} -> {b:.2g}" for t, (a, b) in
                  ((t, acc[t]) for t in ("pixel", "adversarial", "perceptual", "tv") if t in acc)]
@@ -235,7 +295,7 @@ def figure_comparison(runs_dir, images, root=None, path=None, zoom=None):
     """Figure 1 style: for each (dataset, image), bicubic / SRGAN / attention / HR with a zoomed crop."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    models = {LABELS[m]: load_generator(d / "generator.pt")[0] for m, d in run_dirs(runs_dir).items()
+    models = {LABELS[m]: load_generator(d / GENERATOR_FILE)[0] for m, d in run_dirs(runs_dir).items()
               if m in ("srgan", "attention")}
     items = [_find(ds, name, root) for ds, name in images]
     cols = len(models) + 2
@@ -261,7 +321,7 @@ def figure_pairs(runs_dir, images, root=None, path=None):
     """Figure 4 style: SRGAN (left) beside the attention model (right) for each (dataset, image)."""
     import matplotlib.pyplot as plt
     dirs = run_dirs(runs_dir)
-    models = {LABELS[m]: load_generator(dirs[m] / "generator.pt")[0] for m in ("srgan", "attention") if m in dirs}
+    models = {LABELS[m]: load_generator(dirs[m] / GENERATOR_FILE)[0] for m in ("srgan", "attention") if m in dirs}
     items = [_find(ds, name, root) for ds, name in images]
     fig, axes = plt.subplots(len(items), len(models), figsize=(4 * len(models), 4 * len(items)), squeeze=False)
     for i, it in enumerate(items):

@@ -18,6 +18,12 @@ norm on one fixed batch, one CSV row and a checkpoint (atomic). An EMA of the ge
 ``resume`` continues from the checkpoint and gives the same weights as an uninterrupted run (crops and
 shuffles are functions of (seed, step), and the RNG states are saved).
 
+Under torchrun (``WORLD_SIZE`` > 1) each process takes its share of every step's global batch (the same
+batch whatever the number of processes) and G and D run as DistributedDataParallel, whose averaged gradients
+make the update of one process with the whole batch (for a model without BatchNorm; on CUDA BatchNorm
+becomes SyncBatchNorm). Rank 0 alone validates and writes the run's files; the others wait for it at each
+checkpoint, and every process resumes from the same checkpoint.
+
 Models: 'srgan' (SRGAN generator, SRGAN loss), 'attention' (the paper's generator and loss), 'psnr'
 (the attention generator, L1 only, no discriminator: the baseline).
 """
@@ -27,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
 import random
 import time
@@ -38,11 +45,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from . import archs, losses
-from .data import StepSampler, TrainDataset, load_eval_set, resolve_datasets
-from .infer import (FORMAT, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint, pick_device, save_checkpoint,
-                    upscale_array)
+from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
+from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint,
+                    load_generator, pick_device, save_checkpoint, save_generator, state_hash, upscale_array)
 from .io import atomic_write
 from .metrics import image_scores
 
@@ -86,7 +95,8 @@ class TrainConfig:
     vgg_on_missing: str = "error"       # ImageNet VGG16 absent: 'error' | 'random' (random-init VGG16) |
                                         # 'drop' (no perceptual term; recorded in meta.json)
     seed: int = 0
-    num_workers: int = 0                # DataLoader workers (0 on CPU: the 2 cores are busy training)
+    num_workers: int | None = None      # DataLoader workers per process; None: 0 on CPU (the 2 cores are
+                                        # busy training), min(4, cores // processes) on CUDA
     device: str | None = None           # None: CUDA when present, else CPU
     channels_last: bool = True
     amp: str = "auto"                   # 'auto': bf16 autocast on CUDA and on a CPU with native bf16 (AMX or
@@ -414,31 +424,67 @@ def warmup_run_dir(cfg):
     return Path(cfg.warmup_dir) / f"{cfg.arch}-{key}"
 
 
-def state_hash(state):
-    """sha256 over a state dict's names and tensor bytes (to show that two runs start from the same weights)."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().reshape(-1).clone().numpy().tobytes())
-    return h.hexdigest()
+def _world():
+    """(rank, number of processes) of the process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(cfg, world):
+    """The device of this process: under torchrun on CUDA, the GPU of its local rank."""
+    device = pick_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def _inner(model):
+    """The module a DistributedDataParallel wrapper holds; ``model`` itself otherwise."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def train(cfg, out_dir, resume=True, force=False):
     """Train according to ``cfg`` into ``out_dir``: metrics.csv, meta.json, checkpoint.pt (everything
-    needed to resume) and generator.pt (the generator alone, EMA weights when enabled, for evaluation).
+    needed to resume) and generator.safetensors (the generator alone, EMA weights when enabled, for
+    evaluation and upscaling).
 
     With ``resume`` (default) an existing checkpoint in ``out_dir`` is continued, and a finished run is
     returned as is unless ``force``. Returns the metadata dict (also in meta.json).
+
+    Started by torchrun (``WORLD_SIZE`` > 1), it joins the process group ('nccl' on CUDA, 'gloo' on CPU)
+    and trains data-parallel; ``batch_size`` is the global batch and must divide among the processes.
     """
-    out = Path(out_dir)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    own = world > 1 and not dist.is_initialized()
+    if own:
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size {cfg.batch_size} does not divide among {world} processes")
+        device = _device(cfg, world)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+    try:
+        return _train(cfg, Path(out_dir), resume, force)
+    finally:
+        if own:
+            dist.destroy_process_group()
+
+
+def _train(cfg, out, resume, force):
     ckpt_path, meta_path, csv_path = out / "checkpoint.pt", out / "meta.json", out / "metrics.csv"
     if ckpt_path.exists() and not force and not resume:
         raise FileExistsError(f"{ckpt_path} exists: pass resume=True to continue or force=True to restart")
     start, history, ckpt = 0, [], None
-    if resume and not force and not ckpt_path.exists() and meta_path.exists() and (out / "generator.pt").exists():
-        done = json.loads(meta_path.read_text())   # a finished run committed without its resume checkpoint
+    if resume and not force and meta_path.exists():
+        done = json.loads(meta_path.read_text())
         if done.get("status") == "complete" and done.get("config") == _plain(cfg):
-            return done
+            if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
+                _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
+            if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
+                return done
     if ckpt_path.exists() and resume and not force:
         ckpt = load_checkpoint(ckpt_path)
         saved = {**_plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
@@ -453,20 +499,24 @@ def train(cfg, out_dir, resume=True, force=False):
         if start >= cfg.steps:
             return json.loads(meta_path.read_text())
 
-    device = pick_device(cfg.device)
+    rank, world = _world()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not divide among {world} processes")
+    device = _device(cfg, world)
     torch.manual_seed(cfg.seed)
     G, g_kwargs = build_generator(cfg)
     main_steps = cfg.steps > cfg.warmup_steps
     D = archs.Discriminator() if cfg.loss != "l1" and main_steps else None
     crit, warm_crit, vgg_note = build_losses(cfg) if main_steps else (None, losses.L1Loss(), "not used")
     meta = {"format": FORMAT, "config": _plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
-            "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version(),
+            "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(),
+            "torch": torch.__version__, "python": platform.python_version(),
             "run_name": out.name, "ema": cfg.ema_decay or "off",
             "exported_weights": "EMA of G" if cfg.ema_decay else "G"}
     if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and main_steps:
         wdir = warmup_run_dir(cfg)
         train(warmup_config(cfg), wdir, resume=True, force=False)
-        warm = load_checkpoint(wdir / "generator.pt")
+        _, warm = load_generator(wdir / GENERATOR_FILE)
         G.load_state_dict(warm["G"])
         start = cfg.warmup_steps
         history = [{**row, "shared": wdir.name} for row in load_checkpoint(wdir / "checkpoint.pt")["history"]]
@@ -479,6 +529,9 @@ def train(cfg, out_dir, resume=True, force=False):
         G.load_state_dict(init["G"])
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     G.to(device, memory_format=fmt)
+    if world > 1 and device.type == "cuda":        # BatchNorm over the global batch (no-op without BatchNorm)
+        G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
+        D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D) if D is not None else None
     if crit is not None:
         crit.to(device, memory_format=fmt)     # the VGG16 of the SRGAN loss
     if D is not None:
@@ -506,6 +559,11 @@ def train(cfg, out_dir, resume=True, force=False):
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
         _set_rng_state(ckpt["rng"])
+    G_run, D_run = G, D           # what train_step runs: DDP wrappers of G and D under torchrun
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        G_run = DistributedDataParallel(G, device_ids=ids)
+        D_run = DistributedDataParallel(D, device_ids=ids) if D is not None else None
 
     root = cfg.data_root
     dataset = TrainDataset(resolve_datasets(cfg.train_sets, root), root, cfg.crop, cfg.scale,
@@ -518,6 +576,13 @@ def train(cfg, out_dir, resume=True, force=False):
     fixed = torch.utils.data.default_collate([dataset[i] for i in sampler0.batch(0)])
     fixed = [t.to(device).contiguous(memory_format=fmt) for t in fixed]
     precision = training_precision(cfg.amp, device)
+    meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
+                              "sha256": set_digest(dataset.hashes)},
+                    "val": {"set": cfg.val_set, "images": len(val_items), "sha256": eval_digest(val_items)},
+                    "tune": {"set": cfg.tune_set, "images": len(tune_items),
+                             "sha256": eval_digest(tune_items) if tune_items else None}}
+    meta.update(git=git_state(), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                processes=world)
     meta.update(train_images=len(dataset.images), val_images=len(val_items), tune_images=len(tune_items),
                 parameters_G=archs.count_parameters(G), parameters_D=archs.count_parameters(D) if D else 0,
                 precision=precision, cpu_bf16_native=cpu_bf16_native())
@@ -525,6 +590,9 @@ def train(cfg, out_dir, resume=True, force=False):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     G_eval = copy.deepcopy(G) if cfg.ema_decay else G
+    workers = cfg.num_workers
+    if workers is None:
+        workers = min(4, (os.cpu_count() or 1) // world) if device.type == "cuda" else 0
 
     step = start
     for stop in [b for b in _boundaries(cfg) if b > start]:
@@ -535,14 +603,14 @@ def train(cfg, out_dir, resume=True, force=False):
                 G.load_state_dict(ema.state)   # as a shared warm-up's main phase does
             new_phase(name)
         gan = name == "gan"
-        sampler = StepSampler(len(dataset), cfg.batch_size, step, stop, cfg.seed)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+        sampler = StepSampler(len(dataset), cfg.batch_size, step, stop, cfg.seed, rank, world)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                              pin_memory=device.type == "cuda")
         sums, n = {}, 0
         G.train()
         if D is not None:
             D.train()
-        bar = _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
+        bar = None if rank else _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
         for lr, hr in loader:
             lr_now = learning_rate(cfg, step)
             for g in opt_g.param_groups:
@@ -552,7 +620,7 @@ def train(cfg, out_dir, resume=True, force=False):
                     g["lr"] = learning_rate(cfg, step, "D")
             lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
             hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            res = train_step(G, D, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
+            res = train_step(G_run, D_run, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
             for k in ("d_loss", "g_loss"):
                 _check_finite(res[k], k, step)
             for k, v in res.items():
@@ -566,12 +634,20 @@ def train(cfg, out_dir, resume=True, force=False):
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if world > 1:           # the means over the global batch
+            keys = sorted(sums)
+            total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+            dist.all_reduce(total)
+            sums = dict(zip(keys, (total / world).tolist()))
         row = {k: v / n for k, v in sums.items() if k != "total"}
         if not gan:
             row.update(d_loss=math.nan, d_score=math.nan, g_score=math.nan)
         accounting = term_gradients(G, D if gan else None, crit if gan else warm_crit, *fixed, context)
         total_norm = sum(g for _, g in accounting.values()) or 1.0
         row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
+        if rank:                # rank 0 validates and writes; the others wait until it has
+            dist.barrier()
+            continue
         if ema is not None:
             G_eval.load_state_dict(ema.state)
         if tune_items:
@@ -591,15 +667,44 @@ def train(cfg, out_dir, resume=True, force=False):
                  "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
         # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
         # files written before it are rewritten; a finished checkpoint means everything else is current
-        save_checkpoint(out / "generator.pt", {"format": FORMAT, "generator": meta["generator"], "G": export,
-                                               "step": step, "config": _plain(cfg), "meta": state["meta"]})
+        save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], _plain(cfg), step)
         _write_csv(csv_path, history)
         meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
                     train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
                     final=row)
         _write_json(meta_path, meta)
         save_checkpoint(ckpt_path, state)
-    return meta
+        if world > 1:
+            dist.barrier()
+        if cfg.progress:
+            tune = f"held-out {row['tune_psnr']:.2f} dB, " if tune_items else ""
+            print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
+                  f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
+    return json.loads(meta_path.read_text()) if rank else meta
+
+
+def git_state():
+    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
+    import subprocess
+    top = repo_root()
+    if top is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _export(path, ckpt, meta):
+    """generator.safetensors from a finished run's resume checkpoint (the EMA weights when it kept one)."""
+    ema = ckpt.get("ema")
+    save_generator(path, ema["state"] if ema else ckpt["G"], ckpt["generator"], ckpt["meta"], ckpt["config"],
+                   ckpt["step"])
+    (path.parent / "generator.pt").unlink(missing_ok=True)     # the old export, now superseded
 
 
 def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, context=None):
@@ -630,7 +735,7 @@ def train_step(G, D, opt_g, opt_d, crit, lr, hr, gan=True, context=None):
         d_score, g_score = real.detach().mean(), fake.detach().mean()
         D.requires_grad_(False)
         with context:
-            fake_g = D(sr).float()
+            fake_g = _inner(D)(sr).float()      # frozen: no gradient of D to average across processes
             g_loss, parts = crit(fake_g, sr.float(), hr)      # SRGAN's VGG16 in bf16 too; the loss in fp32
     else:
         with context:
@@ -681,6 +786,8 @@ def _train_cli(args):
         overrides["data_root"] = args.data_root
     cfg = make_config(args.model, args.profile, **overrides)
     meta = train(cfg, args.out, resume=args.resume or not args.force, force=args.force)
+    if int(os.environ.get("RANK", 0)):
+        return 0                # torchrun: rank 0 reports
     f = meta.get("final", {})
     print(f"{meta['run_name']}: {meta['steps_done']} steps, validation on {cfg.val_set}: "
           f"PSNR {f.get('psnr', math.nan):.2f} dB / SSIM {f.get('ssim', math.nan):.4f} (standard), "

@@ -1,6 +1,7 @@
 """Upscale your own images with a trained checkpoint, from Python or the command line.
 
-    python -m srlib upscale photo.jpg scans/ "shots/*.png" -o out/ --checkpoint results/train/attention/generator.pt
+    python -m srlib upscale photo.jpg scans/ "shots/*.png" -o out/ \
+        --checkpoint results/train/attention/generator.safetensors
 
 The generator and its scale come from the checkpoint (``ckpt['generator']``). Each input becomes
 ``OUT_DIR/<stem><suffix>.png`` (PNG always, so nothing is lost; the suffix defaults to ``_x<scale>``),
@@ -17,11 +18,12 @@ written atomically (temporary file, then rename). Conversions:
 - Alpha (``RGBA``, ``LA``, palette with transparency): the colour runs through the model; the alpha
   channel is upscaled separately with the MATLAB-compatible bicubic ``imresize`` and re-attached
   (output ``RGBA`` or ``LA``, 8-bit). Palette images are expanded to RGB (RGBA with transparency).
-- Large images go through the model in tiles of ``tile`` LR pixels (overlapping beyond the receptive field), so the model's
-  memory stays bounded; ``tile=0`` runs the whole image at once. Tiled output equals the whole-image
-  output up to float rounding. SRGAN runs entirely in tiles. The attention generator's GroupNorm and
-  channel attention need whole-image statistics, so its low-resolution part runs on the whole image
-  and only the upsampling part (where the large maps are) in tiles; see :func:`srlib.infer.upscale_tensor`.
+- Large images go through the model in tiles of ``tile`` LR pixels (overlapping beyond the receptive
+  field), so the model's memory stays bounded; ``tile=0`` runs the whole image at once. Tiled output
+  equals the whole-image output up to float rounding. SRGAN runs entirely in tiles. The attention
+  generator's GroupNorm and channel attention need whole-image statistics, so its low-resolution part
+  runs on the whole image and only the upsampling part (where the large maps are) in tiles; see
+  :func:`srlib.infer.upscale_tensor`.
   Its memory then grows with the image (about 1.5 kB per LR pixel in fp32 at 64 channels, measured by
   ``srlib bench``). ``low_memory`` (``--low-memory``) runs it entirely in tiles instead: bounded memory,
   but per-tile statistics, so the output is no longer equal to the whole-image one.
@@ -199,8 +201,9 @@ def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, s
     """Upscale every image named by ``inputs`` (see :func:`expand_inputs`) into ``out_dir``.
 
     The checkpoint is loaded first; its problems raise :class:`CheckpointError` before any image is
-    read; so does an output folder that is a file (``ValueError``). A bad input is reported on stderr (``error: <path>: <problem>``) and skipped. ``suffix``
-    defaults to ``_x<scale>``; ``precision`` and ``low_memory`` as :func:`upscale_image`. Returns ``(written, errors)``: output paths and error messages.
+    read; so does an output folder that is a file (``ValueError``). A bad input is reported on stderr
+    (``error: <path>: <problem>``) and skipped. ``suffix`` defaults to ``_x<scale>``; ``precision`` and
+    ``low_memory`` as :func:`upscale_image`. Returns ``(written, errors)``: output paths and error messages.
     """
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"{out_dir}: output folder exists and is not a folder")

@@ -23,7 +23,13 @@ def write_set(root, name, sizes, seed=0):
 
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("SRLIB_DATA", raising=False)
-    assert str(data_root()) == "data"
+    from srlib.data import project_path, repo_root
+    top = repo_root()
+    assert top is not None and (top / "srlib" / "data.py").is_file()     # tests run in a checkout
+    assert data_root() == top / "data"            # the repository's data/, whatever the working directory
+    monkeypatch.chdir(tmp_path)
+    assert data_root() == top / "data" and project_path("results/train") == top / "results" / "train"
+    assert project_path(tmp_path) == tmp_path
     monkeypatch.setenv("SRLIB_DATA", str(tmp_path))
     assert data_root() == tmp_path
     assert str(data_root("elsewhere")) == "elsewhere"
@@ -157,7 +163,8 @@ def test_manifest_names_exact_images_and_rejects_other_pixels(tmp_path, monkeypa
     mdir.mkdir()
     rows = [("A", files[0].stem, D.pixel_hash(D.read_image_full(files[0]).rgb)),
             ("B", files[2].stem, D.pixel_hash(D.read_image_full(files[2]).rgb))]
-    (mdir / "mine.tsv").write_text("# test\ndataset\timage\tpixel_sha256\n" + "".join("\t".join(r) + "\n" for r in rows))
+    (mdir / "mine.tsv").write_text("# test\ndataset\timage\tpixel_sha256\n"
+                                   + "".join("\t".join(r) + "\n" for r in rows))
     monkeypatch.setattr(D, "MANIFEST_DIR", mdir)
     assert D.is_manifest("mine") and not D.is_manifest("A") and D.manifest_datasets("mine") == ["A", "B"]
     assert D.hr_files("mine", tmp_path) == [files[0], files[2]]          # not A's second image
@@ -201,3 +208,13 @@ def test_step_sampler_is_a_function_of_the_step():
     assert {e for e, _ in whole[3]} == {1} and whole[3] != whole[0]
     with pytest.raises(ValueError, match="no batch"):
         StepSampler(2, 3, 0, 1)
+
+
+def test_step_sampler_shares_each_global_batch_among_processes():
+    whole = list(data.StepSampler(24, 8, 3, 7, seed=1))
+    parts = [list(data.StepSampler(24, 8, 3, 7, seed=1, rank=r, world=4)) for r in range(4)]
+    for step, batch in enumerate(whole):
+        shares = [p[step] for p in parts]
+        assert all(len(s) == 2 for s in shares) and sorted(sum(shares, [])) == sorted(batch)
+    with pytest.raises(ValueError, match="does not divide among 3 processes"):
+        data.StepSampler(24, 8, 0, 1, world=3)

@@ -32,7 +32,7 @@ def test_train_notebook_records_the_models_validation_scores(tmp_path):
     rec = json.loads((runs / "psnr" / "notebook_record.json").read_text())
     assert rec["model"] == "psnr" and rec["steps"] == 6
     # recompute the validation of the saved generator independently of the notebook
-    model, _ = load_generator(runs / "psnr" / "generator.pt")
+    model, _ = load_generator(runs / "psnr" / "generator.safetensors")
     scores = validate(model, load_eval_set("demo", scale=4)[:2], 4)
     for key in ("psnr", "ssim", "psnr_paper", "ssim_paper"):
         assert rec[key] == pytest.approx(scores[key], abs=1e-5), key
@@ -54,7 +54,7 @@ def test_benchmark_notebook_writes_table1(tmp_path):
     for protocol in ("standard", "paper"):
         assert rec[f"Bicubic|demo|{protocol}|psnr"] == pytest.approx(bicubic.psnr[protocol], abs=1e-4)
         assert rec[f"Bicubic|demo|{protocol}|ssim"] == pytest.approx(bicubic.ssim[protocol], abs=1e-4)
-    attention = summarize(evaluate(str(results / "train" / "attention" / "generator.pt"), ["demo"]))
+    attention = summarize(evaluate(str(results / "train" / "attention" / "generator.safetensors"), ["demo"]))
     got = rec["Attention (ours)|demo|standard|psnr"]
     assert got == pytest.approx(attention.set_index("protocol").psnr["standard"], abs=1e-4)
     md = (results / "table1.md").read_text()

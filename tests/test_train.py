@@ -121,7 +121,8 @@ def test_resume_gives_identical_weights_through_phase_switches(tmp_path, model, 
             finally:
                 T.save_checkpoint = real_save
         T.train(cfg, tmp_path / "resumed")
-    a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
     for part in ("G", "D"):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
@@ -145,7 +146,7 @@ def test_shared_warmup_runs_once_and_the_main_phase_starts_from_its_weights(tmp_
     assert len(list(warm.iterdir())) == 1           # one warm-up for the attention architecture
     wdir = Path(att["warmup_run"])
     assert psnr["warmup_run"] == att["warmup_run"] and wdir.parent == warm
-    w = load_checkpoint(wdir / "generator.pt")["G"]
+    w = load_generator(wdir / "generator.safetensors")[1]["G"]
     g = load_checkpoint(tmp_path / "attention" / "checkpoint.pt")["G"]
     assert all(torch.equal(w[k], g[k]) for k in w)
     assert att["warmup_generator_sha256"] == T.state_hash(w)
@@ -276,7 +277,7 @@ def test_crash_before_the_checkpoint_redoes_the_interval(monkeypatch, tmp_path):
     meta = T.train(smoke("psnr"), tmp_path / "run")
     assert meta["status"] == "complete" and meta["steps_done"] == 6
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 4
-    assert load_checkpoint(tmp_path / "run" / "generator.pt")["step"] == 6
+    assert load_generator(tmp_path / "run" / "generator.safetensors")[1]["step"] == 6
 
 
 def test_precision_choice():
@@ -323,8 +324,8 @@ def test_bf16_training_run_records_its_precision(tmp_path):
         fp32 = T.train(smoke("attention", amp="fp32"), tmp_path / "fp32")
     assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
     assert bf16["config"]["amp"] == "bf16"
-    a = load_checkpoint(tmp_path / "bf16" / "generator.pt")["G"]
-    b = load_checkpoint(tmp_path / "fp32" / "generator.pt")["G"]
+    a = load_generator(tmp_path / "bf16" / "generator.safetensors")[1]["G"]
+    b = load_generator(tmp_path / "fp32" / "generator.safetensors")[1]["G"]
     assert any(not torch.equal(a[k], b[k]) for k in a)      # bf16 really changed the arithmetic
     assert abs(bf16["final"]["psnr"] - fp32["final"]["psnr"]) < 0.5
 
@@ -339,7 +340,19 @@ def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
     assert T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")["steps_done"] == 2
     with pytest.raises(ValueError, match="tune_set"):
         T.train(smoke("psnr", steps=4, warmup_steps=0, tune_set="demo"), tmp_path / "run")
-    del ck["step"]
+    del ck["step"]                 # an epoch-based run of srlib 0.1 (its meta.json holds another config)
     save_checkpoint(path, ck)
+    (tmp_path / "run" / "meta.json").unlink()
     with pytest.raises(ValueError, match="epoch-based checkpoint"):
         T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
+
+
+def test_meta_records_provenance(tmp_path):
+    meta = T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
+    assert meta["cpu"] and meta["precision"] == "fp32" and meta["gpu"] is None
+    assert meta["git"] is None or len(meta["git"].split("+")[0]) == 40
+    data = meta["data"]
+    assert data["train"]["images"] == 6 and len(data["train"]["sha256"]) == 64
+    assert data["val"]["images"] == 2 and data["val"]["sha256"] != data["train"]["sha256"]
+    from srlib.data import eval_digest, load_eval_set
+    assert data["val"]["sha256"] == eval_digest(load_eval_set("demo", scale=4)[:2])
