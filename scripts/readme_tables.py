@@ -39,7 +39,8 @@ def speed_table(results):
     lines = ["| measurement | config | srlib | naive | unit | ratio |", "|---|---|---|---|---|---|"]
     for r in df.itertuples():
         if r.measurement in ("train_step", "data_loading", "inference", "inference_rss"):
-            lines.append(f"| {r.measurement} | {r.config} | {r.srlib:.4g} | {r.naive:.4g} | {r.unit} | {r.ratio:.3g}x |")
+            lines.append(f"| {r.measurement} | {r.config} | {r.srlib:.4g} | {r.naive:.4g} | {r.unit} "
+                         f"| {r.ratio:.3g}x |")
     return "\n".join(lines)
 
 

@@ -128,7 +128,8 @@ PROFILES = {
     #   so the EMA is off here (ema_decay=0); it stays available for longer runs.
     # - Step costs, batch 16, crop 96, bf16: L1 0.47 s (attention) / 0.36 s (SRGAN); GAN step 1.13 s
     #   (attention) / 1.03 s (SRGAN without its perceptual term). With a random VGG16 the perceptual term
-    #   held 2e-5 of the generator's gradient norm (smoke run) while VGG16 cost about 40% of an SRGAN step,
+    #   held 1.2e-3 of the generator's gradient norm (trained SRGAN G and D, a quick-train batch, fp32)
+    #   while VGG16 cost about 40% of an SRGAN step,
     #   so without ImageNet weights it is dropped (vgg_on_missing='drop', recorded in meta.json).
     # - Budget: the warm-up is shared per architecture (run once), so long warm-ups are cheap and GAN steps
     #   dear: 3,000 L1 warm-up steps, then 400 steps of each model's own loss (psnr: L1 again) with their
