@@ -14,7 +14,8 @@ if [ ! -x "$_venv/bin/python" ] || [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" 
   { [ -x "$_venv/bin/python" ] || "$_py" -m venv "$_venv"; } || return 1
   "$_venv/bin/python" -m pip install -q --upgrade pip >&2 || return 1
   "$_venv/bin/python" -m pip install -q -r "$_top/requirements.txt" >&2 || return 1
-  "$_venv/bin/python" -m pip install -q --no-deps -e "$_top" >&2 || return 1
+  # a shared venv (SRLIB_VENV) keeps its own srlib: a copy of the repository must not repoint it
+  if [ -z "${SRLIB_VENV:-}" ]; then "$_venv/bin/python" -m pip install -q --no-deps -e "$_top" >&2 || return 1; fi
   "$_venv/bin/python" -m ipykernel install --sys-prefix --name srlib --display-name "Python (srlib)" >/dev/null || return 1
   echo "$_want" > "$_stamp"
 fi
