@@ -75,8 +75,8 @@ def make_zip(path, members):
     return path.read_bytes()
 
 
-def make_tar(path, members):
-    with tarfile.open(path, "w") as t:
+def make_tar(path, members, mode="w"):
+    with tarfile.open(path, mode) as t:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -280,13 +280,7 @@ def mirror(server, tmp_path, monkeypatch):
     (server.www / "T91").mkdir()
     for stem, b in T91_FILES.items():
         (server.www / "T91" / f"{stem}.bmp").write_bytes(b)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, b in BSDS_MEMBERS.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(b)
-            t.addfile(info, io.BytesIO(b))
-    (server.www / "BSDS300-images.tgz").write_bytes(buf.getvalue())
+    make_tar(server.www / "BSDS300-images.tgz", BSDS_MEMBERS, "w:gz")
     bench = make_tar(server.www / "benchmark.tar", BENCH_MEMBERS)
     monkeypatch.setitem(SOURCES, "benchmark", dataclasses.replace(SOURCES["benchmark"],
                                                                   sha256=hashlib.sha256(bench).hexdigest()))
@@ -316,16 +310,9 @@ def test_archive_without_checksum_checked_by_pixels(mirror, tmp_path):
     download("BSD200", root, progress=False)
     assert sorted(p.name for p in (root / "BSD200/HR").iterdir()) == ["100075.jpg", "12074.jpg"]  # no test split
     (root / "BSD200").rename(tmp_path / "old")
-    data = bytearray((mirror.www / "BSDS300-images.tgz").read_bytes())
-    BSDS_MEMBERS_BAD = dict(BSDS_MEMBERS, **{"BSDS300/images/train/12074.jpg": png(77)})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, b in BSDS_MEMBERS_BAD.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(b)
-            t.addfile(info, io.BytesIO(b))
-    (mirror.www / "BSDS300-images.tgz").write_bytes(buf.getvalue())
-    assert bytes(data) != buf.getvalue()
+    data = (mirror.www / "BSDS300-images.tgz").read_bytes()
+    bad = dict(BSDS_MEMBERS, **{"BSDS300/images/train/12074.jpg": png(77)})
+    assert make_tar(mirror.www / "BSDS300-images.tgz", bad, "w:gz") != data
     with pytest.raises(DownloadError, match="BSD200 image 12074.jpg has other pixels"):
         download("BSD200", root, progress=False)
     assert not (root / "BSD200").exists() and leftovers(root) == []
