@@ -64,12 +64,35 @@ class L1Loss(GeneratorLoss):
         return {"pixel": F.l1_loss(sr, hr)}
 
 
+ADVERSARIAL = ("saturating", "nonsaturating")
+
+
+def adversarial_term(fake_prob, kind="saturating"):
+    """The generator's adversarial term from D's probabilities on its outputs (unweighted).
+
+    'saturating': ``mean(1 - D(sr))`` as the paper and the reference SRGAN code; its gradient with respect to
+    D's logit is ``-D(1 - D)``, which vanishes once D rejects the outputs (D(sr) near 0). 'nonsaturating':
+    ``mean(-log D(sr))`` (Goodfellow et al., 2014), gradient ``-(1 - D)``, which does not.
+    """
+    if kind == "saturating":
+        return torch.mean(1 - fake_prob)
+    if kind == "nonsaturating":
+        return -torch.log(fake_prob.clamp_min(1e-8)).mean()
+    raise ValueError(f"adversarial loss {kind!r}: choose from {ADVERSARIAL}")
+
+
 class PaperGeneratorLoss(GeneratorLoss):
-    """The paper's eq. (1): ``L1(sr, hr) + 0.001 * mean(1 - D(sr))``."""
-    weights = {"pixel": 1.0, "adversarial": ADV_WEIGHT}
+    """The paper's eq. (1): ``L1(sr, hr) + 0.001 * mean(1 - D(sr))``. ``weight`` and ``kind`` (see
+    :func:`adversarial_term`) change the adversarial term, for the ablation's positive control."""
+
+    def __init__(self, weight=ADV_WEIGHT, kind="saturating"):
+        super().__init__()
+        adversarial_term(torch.ones(1), kind)          # an unknown kind fails here, not mid-training
+        self.weights, self.kind = {"pixel": 1.0, "adversarial": weight}, kind
 
     def terms(self, fake_prob, sr, hr):
-        return {"pixel": F.l1_loss(sr, hr), "adversarial": ADV_WEIGHT * torch.mean(1 - fake_prob)}
+        return {"pixel": F.l1_loss(sr, hr),
+                "adversarial": self.weights["adversarial"] * adversarial_term(fake_prob, self.kind)}
 
 
 class SRGANGeneratorLoss(GeneratorLoss):

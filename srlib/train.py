@@ -88,6 +88,9 @@ class TrainConfig:
     schedule: str = "constant"          # per phase: 'constant' | 'cosine' (from the peak to eta_min)
     eta_min: float = 0.0
     betas: tuple = (0.9, 0.999)
+    adversarial: str = "saturating"     # the paper loss's adversarial term: 'saturating' mean(1 - D(sr)) |
+                                        # 'nonsaturating' mean(-log D(sr)) (srlib.losses.adversarial_term)
+    adv_weight: float = 1e-3            # its weight (the paper: 0.001)
     ema_decay: float = 0.0              # EMA of G's weights (0: off); validated and exported when on
     warmup_dir: str | None = None       # shared warm-ups live here, one per architecture and config
     init_from: str | None = None        # checkpoint whose generator weights start this run
@@ -219,6 +222,11 @@ def make_config(model="attention", profile="quick", **overrides):
     if not 0 <= cfg.warmup_steps <= cfg.steps or cfg.val_every < 1:
         raise ValueError(f"config: need 0 <= warmup_steps ({cfg.warmup_steps}) <= steps ({cfg.steps}) "
                          f"and val_every ({cfg.val_every}) >= 1")
+    if cfg.adversarial not in losses.ADVERSARIAL:
+        raise ValueError(f"config adversarial={cfg.adversarial!r}: choose from {list(losses.ADVERSARIAL)}")
+    if (cfg.adversarial, cfg.adv_weight) != ("saturating", losses.ADV_WEIGHT) and cfg.loss != "paper":
+        raise ValueError(f"config adversarial/adv_weight apply to the paper's loss (model 'attention'), not "
+                         f"to model {cfg.model!r}")
     if not 0 <= cfg.ema_decay < 1:
         raise ValueError(f"config ema_decay={cfg.ema_decay}: must be in [0, 1)")
     return cfg
@@ -263,7 +271,7 @@ def build_losses(cfg):
         vgg, note = losses.load_vgg16_features(cfg.vgg_weights, on_missing, seed=cfg.seed)
         crit = losses.SRGANGeneratorLoss(vgg)
     elif cfg.loss == "paper":
-        crit = losses.PaperGeneratorLoss()
+        crit = losses.PaperGeneratorLoss(cfg.adv_weight, cfg.adversarial)
     else:
         crit = losses.L1Loss()
     return crit, losses.L1Loss(), note
@@ -416,7 +424,8 @@ def warmup_config(cfg):
     Fields that act only in the main phase take their defaults, so runs that differ only there share it."""
     d = TrainConfig()
     return dataclasses.replace(cfg, model=WARMUP_MODEL[cfg.arch], steps=cfg.warmup_steps, warmup_dir=None,
-                               init_from=None, lr_g=d.lr_g, lr_d=d.lr_d, vgg_weights=d.vgg_weights,
+                               init_from=None, lr_g=d.lr_g, lr_d=d.lr_d, adversarial=d.adversarial,
+                               adv_weight=d.adv_weight, vgg_weights=d.vgg_weights,
                                vgg_on_missing=d.vgg_on_missing)
 
 
@@ -761,11 +770,19 @@ def _progress(cfg, total, desc):
     return tqdm(total=total, desc=desc, leave=False)
 
 
+# Fields added after runs were committed: left out of a config's plain form while at these defaults, so
+# that the committed runs (and their shared warm-ups' hashed folders) still match their configs.
+LATER_FIELDS = {"adversarial": "saturating", "adv_weight": 1e-3}
+
+
 def _plain(cfg):
     d = dataclasses.asdict(cfg)
     d["betas"] = list(d["betas"])
     for k in ("progress", "device", "num_workers", "data_root", "warmup_dir"):   # where, not what
         d.pop(k)
+    for k, default in LATER_FIELDS.items():
+        if d[k] == default:
+            d.pop(k)
     return d
 
 
