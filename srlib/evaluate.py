@@ -34,9 +34,13 @@ def make_upscaler(method, scale=4, device=None, tile=None):
 
 
 def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=None, label=None,
-             lr_source="generate", progress=False):
+             lr_source="generate", progress=False, perceptual=None):
     """Per-image scores (DataFrame) of one method on named datasets. LR is MATLAB-bicubic from HR by
-    default (``lr_source='generate'``) for every protocol, so protocols differ only in the metric."""
+    default (``lr_source='generate'``) for every protocol, so protocols differ only in the metric.
+
+    ``perceptual`` (e.g. :class:`srlib.perceptual.Perceptual`): a callable ``(sr, hr) -> {measure: value}``
+    whose values are added as columns; they do not depend on the protocol, so every protocol's row of an
+    image carries the same values."""
     name, fn = make_upscaler(method, scale, device)
     label = label or name
     rows = []
@@ -47,15 +51,19 @@ def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=N
             items = tqdm(items, desc=f"{label} {ds}", leave=False)
         for it in items:
             sr = fn(it.lr)
+            extra = perceptual(sr, it.hr) if perceptual is not None else {}
             for p, (psnr, ssim) in image_scores(sr, it.hr, scale, it.gray, protocols).items():
-                rows.append(dict(method=label, dataset=ds, image=it.name, protocol=p, psnr=psnr, ssim=ssim))
+                rows.append(dict(method=label, dataset=ds, image=it.name, protocol=p, psnr=psnr, ssim=ssim,
+                                 **extra))
     return pd.DataFrame(rows)
 
 
-def summarize(per_image):
-    """Mean PSNR/SSIM and image count per (method, dataset, protocol), in order of appearance."""
+def summarize(per_image, columns=("psnr", "ssim")):
+    """Mean scores (``columns`` present in ``per_image``) and image count per (method, dataset, protocol),
+    in order of appearance."""
+    cols = [c for c in columns if c in per_image.columns]
     return (per_image.groupby(["method", "dataset", "protocol"], sort=False)
-            .agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), images=("image", "count")).reset_index())
+            .agg(**{c: (c, "mean") for c in cols}, images=("image", "count")).reset_index())
 
 
 def write_csv(df, path, decimals=4):

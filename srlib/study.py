@@ -116,18 +116,19 @@ def run_dirs(runs_dir):
     return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
-def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True):
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None):
     """Bicubic and every trained model on ``datasets``, both protocols.
 
     Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
-    ``(summary, per_image)``.
+    ``(summary, per_image)``. With ``perceptual`` (:class:`srlib.perceptual.Perceptual`) per_image.csv gains
+    its measures as columns and ``perceptual.csv`` / ``perceptual.md`` are written (:func:`write_perceptual`).
     """
     datasets = resolve_datasets(list(datasets), root)
-    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"])]
+    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"], perceptual=perceptual)]
     for model, folder in run_dirs(runs_dir).items():
         print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
         frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
-                               progress=progress))
+                               progress=progress, perceptual=perceptual))
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image)
     results = Path(results_dir)
@@ -135,7 +136,111 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", p
     write_csv(per_image, results / "per_image.csv")
     write_table1_markdown(results_dir, runs_dir)
     write_model_cards(runs_dir, summary)
+    if perceptual is not None:
+        write_perceptual(per_image, hr_scores(datasets, root, perceptual), perceptual.notes, results)
     return summary, per_image
+
+
+def hr_scores(datasets, root, perceptual):
+    """The perceptual measures of the HR images themselves (against themselves: the ideal values, and
+    NIQE's naturalness of real photographs), per image, labelled 'HR' with no PSNR/SSIM."""
+    rows = [dict(method="HR", dataset=ds, image=it.name, protocol="standard", **perceptual(it.hr, it.hr))
+            for ds in datasets for it in load_eval_set(ds, root, 4)]
+    return pd.DataFrame(rows)
+
+
+def write_perceptual(per_image, hr, notes, results_dir):
+    """``perceptual.csv`` (per method and dataset: mean PSNR/SSIM and every perceptual measure, standard
+    protocol rows, HR's own values last) and ``perceptual.md`` (the table with directions and notes)."""
+    from .perceptual import MEASURES
+    cols = ("psnr", "ssim") + MEASURES
+    std = pd.concat([per_image[per_image.protocol == "standard"], hr], ignore_index=True)
+    table = summarize(std, cols).drop(columns="protocol")
+    write_csv(table, Path(results_dir) / "perceptual.csv")
+    md = perceptual_markdown(table, notes)
+    atomic_write(Path(results_dir) / "perceptual.md", lambda f: f.write(md.encode()))
+    return table
+
+
+def perceptual_markdown(table, notes):
+    from .perceptual import HIGHER_IS_BETTER, MEASURES
+    cols = [c for c in ("psnr", "ssim") + MEASURES if c in table.columns]
+    arrow = {c: "↑" if HIGHER_IS_BETTER[c] else "↓" for c in cols}
+    head = "| Method | " + " | ".join(f"{c.upper()} {arrow[c]}" for c in cols) + " |\n|---|" + "---:|" * len(cols)
+    out = []
+    for ds, g in table.groupby("dataset", sort=False):
+        rows = [f"| {r['method']} | " + " | ".join(_num(r[c], c) for c in cols) + " |" for _, r in g.iterrows()]
+        n = int(g["images"].iloc[0])
+        out.append(f"#### {ds} ({n} images)\n\n" + head + "\n" + "\n".join(rows) + "\n")
+    lines = ["Standard protocol for PSNR/SSIM; the other measures on RGB with the same 4-pixel border shaved "
+             "(srlib.perceptual). HR: the measures of the HR images themselves (NIQE of real photographs; the "
+             "full-reference values are their ideal).",
+             f"LPIPS: {notes.get('lpips', '?')}.", f"NIQE model: {notes.get('niqe', '?')} (not the published "
+             "NIQE parameters, which cannot be fetched here: compare NIQE values only with each other)."]
+    return "\n".join(out) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
+
+
+def _num(v, measure):
+    return "–" if pd.isna(v) else f"{v:.{2 if measure in ('psnr', 'niqe') else 4}f}"
+
+
+def sharpen(img, amount=1.5, sigma=2.0):
+    """Unsharp mask of a uint8 RGB image: ``x + amount (x - blur_sigma(x))``, clipped (halos on edges)."""
+    from scipy import ndimage
+    x = img.astype(np.float64)
+    return to_uint8(np.clip(x + amount * (x - ndimage.gaussian_filter(x, (sigma, sigma, 0))), 0, 255) / 255)
+
+
+def blur(img, sigma=1.5):
+    """Gaussian blur of a uint8 RGB image (sigma in pixels)."""
+    from scipy import ndimage
+    return to_uint8(ndimage.gaussian_filter(img.astype(np.float64), (sigma, sigma, 0)) / 255)
+
+
+CONTROL_ORDER = ("HR", "L1 model", "Bicubic", "Bicubic, blurred")   # the ranking people would give
+
+
+def positive_control(runs_dir, datasets, root, perceptual, model="psnr", extra=None):
+    """Do the measures separate outputs that people rank differently? On ``datasets``: HR, the L1 model's
+    output (``model``), the same over-sharpened (:func:`sharpen`), bicubic, bicubic blurred (:func:`blur`),
+    and any ``extra`` {label: generator path} (e.g. a model with an active adversarial term). Returns
+    (per-image rows, table, checks): the table has the mean PSNR/SSIM (standard protocol) and measures per
+    output; ``checks`` says for each measure whether its means keep the order HR > L1 > bicubic > blurred in
+    its better direction ('yes' / 'no'; '–' when missing; PSNR and SSIM from the L1 model on)."""
+    from .metrics import image_scores
+    from .perceptual import HIGHER_IS_BETTER, MEASURES
+    gen = load_generator(run_dirs(runs_dir)[model] / GENERATOR_FILE)[0]
+    extra = {k: load_generator(v)[0] for k, v in (extra or {}).items()}
+    rows = []
+    for ds in resolve_datasets(list(datasets), root):
+        for it in load_eval_set(ds, root, 4):
+            sr, bic = to_uint8(upscale_array(gen, it.lr, 4)), bicubic(it.lr, 4)
+            outs = {"HR": it.hr, "L1 model": sr, "L1 model, over-sharpened": sharpen(sr), "Bicubic": bic,
+                    "Bicubic, blurred": blur(bic)}
+            outs.update({k: to_uint8(upscale_array(g, it.lr, 4)) for k, g in extra.items()})
+            for label, out in outs.items():
+                psnr, ssim = image_scores(out, it.hr, 4, it.gray, ("standard",))["standard"] \
+                    if label != "HR" else (np.nan, np.nan)
+                rows.append(dict(output=label, dataset=ds, image=it.name, psnr=psnr, ssim=ssim,
+                                 **perceptual(out, it.hr)))
+    per_image = pd.DataFrame(rows)
+    cols = ["psnr", "ssim", *MEASURES]
+    table = per_image.groupby("output", sort=False)[cols].mean()
+    checks = {}
+    for c in cols:
+        v = table.loc[list(CONTROL_ORDER[1:] if c in ("psnr", "ssim") else CONTROL_ORDER), c]
+        v = v if HIGHER_IS_BETTER[c] else -v
+        checks[c] = "–" if v.isna().any() else ("yes" if (np.diff(v.to_numpy()) < 0).all() else "no")
+    return per_image, table.reset_index(), checks
+
+
+def control_markdown(table, checks, notes):
+    """The positive-control table as markdown, with the ranking check as its last row."""
+    cols = [c for c in checks]
+    head = "| Output | " + " | ".join(c.upper() for c in cols) + " |\n|---|" + "---:|" * len(cols)
+    rows = [f"| {r['output']} | " + " | ".join(_num(r[c], c) for c in cols) + " |" for _, r in table.iterrows()]
+    rows.append("| *ranks HR > L1 > bicubic > blurred* | " + " | ".join(checks[c] for c in cols) + " |")
+    return head + "\n" + "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
 LIMITS = ("Handles bicubic x4 degradation only (MATLAB-style bicubic downscaling of a clean image): real "
@@ -244,8 +349,8 @@ def table1_markdown(summary, vgg=None, accounting=None):
             rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d), True) for d in datasets) + " |")
         out.append(f"### {title}\n\nPSNR (dB) / SSIM, x4.\n\n" + head + "\n".join(rows) + "\n")
     notes = ["Ours: mean over images of per_image.csv (table1.csv holds the means with image counts).",
-             "LPIPS: not reported: no LPIPS package or backbone weights are available in this environment "
-             "(weights cannot be downloaded here)."]
+             "LPIPS and the other perceptual measures: perceptual.md (LPIPS needs ImageNet AlexNet weights; "
+             "where they are absent its column says why)."]
     for method, source in (vgg or {}).items():
         if source.startswith("dropped"):
             notes.append(f"{method}: trained WITHOUT the perceptual (VGG16) term: {source.split(': ', 1)[1]} "
@@ -357,6 +462,35 @@ def plot_distributions(per_image, path=None, protocol="standard"):
         sns.boxplot(data=df, x="dataset", y=k, hue="method", ax=ax, fliersize=2)
         ax.set_title(f"per-image {k.upper()} ({protocol} protocol)")
     axes[1].get_legend().remove()
+    fig.tight_layout()
+    if path:
+        _save(fig, path)
+    return fig
+
+
+def plot_perception_distortion(table, path=None, perception="niqe"):
+    """Blau and Michaeli's perception-distortion plane per benchmark: each method (and bicubic) at its mean
+    PSNR (distortion; right is better) and mean no-reference score ``perception`` (NIQE; down is more
+    natural), from :func:`write_perceptual`'s table. HR's own NIQE is the dashed line: what a perfectly
+    natural output would score. Axes are per benchmark."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+    models = table[table["method"] != "HR"]
+    palette = dict(zip(dict.fromkeys(models["method"]), sns.color_palette("colorblind")))
+    for ax, ds in zip(axes[0], datasets):
+        sub = models[models["dataset"] == ds]
+        sns.scatterplot(data=sub, x="psnr", y=perception, hue="method", palette=palette, s=70, ax=ax,
+                        legend=ax is axes[0][0])
+        hr = table[(table["dataset"] == ds) & (table["method"] == "HR")][perception]
+        if len(hr) and hr.notna().all():
+            ax.axhline(float(hr.iloc[0]), ls="--", c="gray", lw=1)
+            ax.annotate("HR", (ax.get_xlim()[0], float(hr.iloc[0])), va="bottom", color="gray", fontsize=8)
+        ax.set(title=ds, xlabel="PSNR (dB, standard) → less distortion", ylabel=f"{perception.upper()} ↓ more natural")
+    if axes[0][0].get_legend():
+        sns.move_legend(axes[0][0], "upper left", fontsize=7, title=None)
+    fig.suptitle("Perception-distortion plane (x4)", fontsize=11)
     fig.tight_layout()
     if path:
         _save(fig, path)
