@@ -210,7 +210,7 @@ def analyze(grid, scores, level=None):
                       & (out["metric"] == end["metric"]))
     out["p_holm"] = np.nan
     out["m"] = 0
-    for metric, g in out[~out["primary"]].groupby("metric"):
+    for _metric, g in out[~out["primary"]].groupby("metric"):
         out.loc[g.index, "p_holm"] = stats.holm(g["p"].to_numpy())
         out.loc[g.index, "m"] = int(g["p"].notna().sum())
     return out
