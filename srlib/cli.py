@@ -63,7 +63,7 @@ def build_parser():
 def _extensions():
     """Sub-commands defined next to their implementation (train, upscale, bench)."""
     regs = []
-    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation"):
+    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation", "gpurun"):
         try:
             m = __import__(f"srlib.{mod}", fromlist=["add_cli"])
         except ModuleNotFoundError as e:

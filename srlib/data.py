@@ -14,7 +14,7 @@ When a requested dataset is missing everywhere, :func:`resolve_datasets` can fal
 images that scikit-image ships inside its wheel (no download), with a warning that numbers on it are
 not comparable to the literature.
 
-Data roots are only read, never written.
+Data roots are only read, never written (the decoded-image cache of :class:`TrainDataset` goes elsewhere).
 """
 import hashlib
 import os
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .imcache import cached_images
 from .imresize import degrade
 from .io import ImageError, list_images, read_image_full
 
@@ -241,25 +242,37 @@ class TrainDataset(torch.utils.data.Dataset):
         seed: crops and augmentations are a function of (seed, epoch, index), so an epoch is the same
             whatever the number of workers, and resuming reproduces it. An index is ``(epoch, index)``
             (as :class:`StepSampler` yields) or a plain index in the epoch of :meth:`set_epoch`.
+        cache_dir: None: decode every image into RAM. A folder (outside the data root): the decoded images
+            are cached there once as one memory-mapped uint8 file (:mod:`srlib.imcache`), so a start or a
+            resume does not decode them again and processes on one machine share their pages.
 
     Images smaller than the crop are skipped with a warning.
     """
 
     def __init__(self, sources, root=None, crop=96, scale=4, degradation="matlab", augment=True,
-                 repeat=1, seed=0):
+                 repeat=1, seed=0, cache_dir=None):
         if crop % scale:
             raise ValueError(f"crop {crop} is not a multiple of scale {scale}")
         self.crop, self.scale, self.degradation, self.augment = crop, scale, degradation, augment
         self.repeat, self.seed, self.epoch = repeat, seed, 0
+        items = [item for name in sources for item in entries(name, root)]
+        if cache_dir is None:
+            decoded = [read_checked(f, sha).rgb for f, sha in items]
+            hashes = [sha or pixel_hash(img) for (_, sha), img in zip(items, decoded)]
+        else:
+            cache_dir = Path(cache_dir).expanduser().resolve()
+            if cache_dir.is_relative_to(data_root(root).expanduser().resolve()):
+                raise ValueError(f"cache_dir {cache_dir} lies in the data root {data_root(root)}, which is "
+                                 f"only read: choose a folder outside it (e.g. cache/ in the repository)")
+            decoded, hashes = cached_images([f for f, _ in items], [sha for _, sha in items], cache_dir,
+                                            lambda f, sha: read_checked(f, sha).rgb, pixel_hash)
         self.images, self.hashes, skipped = [], [], []
-        for name in sources:
-            for f, sha in entries(name, root):
-                img = read_checked(f, sha).rgb
-                self.hashes.append(f"{f.stem}:{sha or pixel_hash(img)}")
-                if min(img.shape[:2]) < crop:
-                    skipped.append(f"{f} ({img.shape[1]}x{img.shape[0]})")
-                    continue
-                self.images.append(img)
+        for (f, _), img, sha in zip(items, decoded, hashes):
+            self.hashes.append(f"{f.stem}:{sha}")
+            if min(img.shape[:2]) < crop:
+                skipped.append(f"{f} ({img.shape[1]}x{img.shape[0]})")
+                continue
+            self.images.append(img)
         if skipped:
             warnings.warn(f"{len(skipped)} training image(s) smaller than crop {crop} skipped: "
                           + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""), stacklevel=2)

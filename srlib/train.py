@@ -75,6 +75,8 @@ class TrainConfig:
     tune_set: str | None = None         # held-out split that chose the recipe, validated beside val_set
     val_images: int = 0                 # 0: all images of val_set
     data_root: str | None = None        # None: $SRLIB_DATA, else ./data
+    cache_dir: str | None = None        # None: training images decoded into RAM at each start; a folder
+                                        # (never in the data root): decoded once into a shared memory map
     crop: int = 128                     # HR crop (the paper: 128)
     batch_size: int = 16                # the paper: 16
     repeat: int = 1                     # crops per training image per epoch (an epoch only orders crops)
@@ -577,7 +579,7 @@ def _train(cfg, out, resume, force):
 
     root = cfg.data_root
     dataset = TrainDataset(resolve_datasets(cfg.train_sets, root), root, cfg.crop, cfg.scale,
-                           cfg.degradation, True, cfg.repeat, cfg.seed)
+                           cfg.degradation, True, cfg.repeat, cfg.seed, cfg.cache_dir)
     val_items = load_eval_set(resolve_datasets([cfg.val_set], root)[0], root, cfg.scale)
     if cfg.val_images:
         val_items = val_items[: cfg.val_images]
@@ -778,7 +780,7 @@ LATER_FIELDS = {"adversarial": "saturating", "adv_weight": 1e-3}
 def _plain(cfg):
     d = dataclasses.asdict(cfg)
     d["betas"] = list(d["betas"])
-    for k in ("progress", "device", "num_workers", "data_root", "warmup_dir"):   # where, not what
+    for k in ("progress", "device", "num_workers", "data_root", "warmup_dir", "cache_dir"):   # where, not what
         d.pop(k)
     for k, default in LATER_FIELDS.items():
         if d[k] == default:
