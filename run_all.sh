@@ -8,6 +8,9 @@
 #   ./run_all.sh paper      the paper's schedule (GPU)
 #   ./run_all.sh quick --force   retrain even if finished runs exist
 #   ./run_all.sh quick --from 04_figures   skip the notebooks before 04_figures (their outputs exist)
+#   ./run_all.sh quick --from 03_benchmark --to 04_figures   only 03 and 04 (e.g. new measures, same models)
+#   ./run_all.sh ablation   the seeded ablation grid (configs/ablation_grid.yaml; hours on a CPU, resumable:
+#                           run it again to continue) and its analysis, notebook 06_ablation
 # 1. Pre-flight: every dataset the profile reads must be under the data root ($SRLIB_DATA, else ./data);
 #    what is missing is downloaded (sizes stated first, checksums checked). If that is impossible it stops
 #    at once, naming what is missing and the fix, before touching anything.
@@ -21,11 +24,13 @@ cd "$(dirname "$0")"
 profile="${1:-quick}"
 force=false
 from=""
+to=""
 shift || true
 while [ $# -gt 0 ]; do
   case "$1" in
     --force) force=true ;;
     --from) from="${2:?--from needs a notebook name such as 03_benchmark}"; shift ;;
+    --to) to="${2:?--to needs a notebook name such as 04_figures}"; shift ;;
     *) echo "run_all: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -40,16 +45,20 @@ stage=".staging/$profile"
 if [ ! -d "$stage" ]; then
   mkdir -p "$stage.tmp"
   runs=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['runs_dir'])")
-  if [ -d "$runs" ]; then cp -a "$runs" "$stage.tmp/${runs#"$results"/}"; fi
+  # finished runs inside the results folder are staged; a runs folder elsewhere (the ablation's, whose
+  # weights are never committed) is used in place
+  if [ -d "$runs" ] && [[ "$runs" == "$results"/* ]]; then cp -a "$runs" "$stage.tmp/${runs#"$results"/}"; fi
   mv "$stage.tmp" "$stage"
 else
   echo "run_all: continuing the interrupted run in $stage"
 fi
 mkdir -p "$stage/notebooks"
 declare -a timings=()
+done_to=false
 
 run() {  # run NOTEBOOK OUTPUT_NAME [key=value ...]
   local nb="notebooks/$1.ipynb" out="$stage/notebooks/$2.ipynb" name="$2"
+  if [ "$done_to" = true ]; then echo "== skipping $nb (--to $to)"; return 0; fi
   if [ -n "$from" ]; then
     if [ "$1" != "$from" ]; then echo "== skipping $nb (--from $from)"; return 0; fi
     from=""
@@ -81,16 +90,22 @@ PY
     exit 1
   fi
   timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")
+  if [ "$1" = "$to" ]; then done_to=true; fi
 }
 
-run 01_data 01_data
-for model in psnr attention srgan; do
-  run 02_train "02_train_$model" model="$model" force="$force"
-done
-run 03_benchmark 03_benchmark
-run 04_figures 04_figures
-if [ -f notebooks/05_speed.ipynb ]; then run 05_speed 05_speed; fi
+if [ "$profile" = ablation ]; then
+  run 06_ablation 06_ablation
+else
+  run 01_data 01_data
+  for model in psnr attention srgan; do
+    run 02_train "02_train_$model" model="$model" force="$force"
+  done
+  run 03_benchmark 03_benchmark
+  run 04_figures 04_figures
+  run 05_speed 05_speed
+fi
 [ -z "$from" ] || { echo "run_all: --from $from matches no notebook" >&2; exit 2; }
+[ -z "$to" ] || [ "$done_to" = true ] || { echo "run_all: --to $to matches no notebook" >&2; exit 2; }
 python -m srlib.study promote "$stage" "$results"
 echo "run_all: time per notebook:"
 printf '  %s\n' "${timings[@]}"

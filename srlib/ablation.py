@@ -1,4 +1,4 @@
-"""The ablation grid as data (configs/ablation.yaml): loading, validation, per-seed configs, parameter counts.
+"""The ablation grid as data (configs/ablation_grid.yaml): loading, running, scoring and analysis.
 
 A grid has ``common`` (a training profile and TrainConfig overrides shared by every run), ``seeds``,
 ``reference`` (the variant every other is compared with), ``primary_endpoint`` (declared before the runs:
@@ -184,6 +184,22 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim")):
     return scores, complete
 
 
+def restrict(grid, variants=None, datasets=None):
+    """The grid with only ``variants`` (which must include the reference and the primary variant) and, with
+    ``datasets``, the primary endpoint pooled over those instead: a smaller grid for a pilot or a smoke run.
+    Contrasts whose variants are gone are dropped."""
+    out = dict(grid)
+    if variants is not None:
+        need = {grid["reference"], grid["primary_endpoint"]["variant"]}
+        if not need <= set(variants):
+            raise ValueError(f"a restricted grid needs the reference and the primary variant {sorted(need)}")
+        keep = {k: v for k, v in grid["variants"].items() if k in variants}
+        out.update(variants=keep, contrasts=[c for c in grid.get("contrasts", []) if set(c) <= set(keep)])
+    if datasets is not None:
+        out["primary_endpoint"] = {**grid["primary_endpoint"], "datasets": list(datasets)}
+    return out
+
+
 def analyze(grid, scores, level=None):
     """The ablation table: every variant against the reference, and every contrast, per benchmark and pooled
     over the primary endpoint's datasets, for each metric: mean difference, t interval over seeds (``level``,
@@ -202,7 +218,7 @@ def analyze(grid, scores, level=None):
         table = stats.seed_t_interval(pd.concat([diffs, pooled], ignore_index=True), level)
         frames.append(table.assign(reference=reference))
     if not frames:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     out.insert(0, "comparison", out["variant"] + " - " + out["reference"])
     out["primary"] = ((out["variant"] == end["variant"]) & (out["reference"] == grid["reference"])
@@ -213,22 +229,171 @@ def analyze(grid, scores, level=None):
     for _, g in out[~out["primary"]].groupby("metric"):
         out.loc[g.index, "p_holm"] = stats.holm(g["p"].to_numpy())
         out.loc[g.index, "m"] = int(g["p"].notna().sum())
-    return out
+    return out[TABLE_COLUMNS]
+
+
+def pilot_runs(grid, runs_dir, pilot_dir, budgets):
+    """{budget label: runs folder} of the pilot: the grid's own budget (its runs) first, then each of
+    ``budgets`` (label -> overrides) in ``pilot_dir/<label with '-' for spaces>``."""
+    own = f"{grid['common']['steps']} steps (the grid's)"
+    return {own: Path(runs_dir), **{k: Path(pilot_dir) / k.replace(" ", "-") for k in budgets}}
+
+
+def run_pilot(grid, runs_dir, pilot_dir, budgets, root=None, datasets=BENCHMARKS):
+    """Train and score the primary pair (reference and primary variant) at the grid's budget and at each of
+    ``budgets`` (label -> overrides over ``common``)."""
+    pair = restrict(grid, [grid["reference"], grid["primary_endpoint"]["variant"]])
+    run_grid(pair, runs_dir, root=root, datasets=datasets)
+    for label, folder in list(pilot_runs(grid, runs_dir, pilot_dir, budgets).items())[1:]:
+        run_grid(pair, folder, root=root, datasets=datasets, overrides=budgets[label])
+
+
+TABLE_COLUMNS = ["comparison", "variant", "reference", "dataset", "metric", "mean", "ci_low", "ci_high", "seeds",
+                 "images", "p", "p_holm", "m", "primary"]
+
+
+def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8):
+    """The pilot: for each budget (label -> runs folder of the primary pair), the per-seed pooled mean
+    difference of the primary endpoint, its standard deviation over seeds and the smallest difference a
+    t-test over ``seeds_for`` seeds detects (:func:`srlib.stats.detectable_difference`, exact power).
+    Returns (per-seed table, summary table)."""
+    end = grid["primary_endpoint"]
+    pair = restrict(grid, [grid["reference"], end["variant"]])
+    per_seed, summary = [], []
+    for label, folder in runs.items():
+        scores, complete = collect_scores(pair, folder, metrics=(end["metric"],))
+        if len(complete) < 2:
+            continue
+        diffs = stats.paired_differences(scores, grid["reference"])
+        pooled = stats.pool_datasets(diffs, end["datasets"])
+        means = stats.seed_means(pooled)
+        per_seed.append(means.assign(budget=label))
+        sd = float(means["diff"].std(ddof=1))
+        secs = status(pair, folder)
+        row = dict(budget=label, seeds=len(complete), mean=float(means["diff"].mean()), sd=sd,
+                   train_seconds_per_run=float(secs["train_seconds"].mean()))
+        row.update({f"detectable_{n}_seeds": stats.detectable_difference(sd, n, level, power, exact=True)
+                    for n in seeds_for})
+        summary.append(row)
+    return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
+
+
+def plot_forest(table, metric="psnr", path=None):
+    """Forest plot of :func:`analyze`'s table: each comparison's mean difference and interval, one panel per
+    dataset (pooled first); the primary endpoint in red. Differences are variant minus reference."""
+    import matplotlib.pyplot as plt
+    sub = table[table["metric"] == metric]
+    datasets = ["pooled"] + [d for d in dict.fromkeys(sub["dataset"]) if d != "pooled"]
+    comps = list(dict.fromkeys(sub["comparison"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2.5, 0.45 * len(comps) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        d = sub[sub["dataset"] == ds].set_index("comparison").reindex(comps)
+        y = np.arange(len(comps))[::-1]
+        for yi, (_, r) in zip(y, d.iterrows()):
+            color = "tab:red" if r["primary"] is True else "tab:blue"
+            ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
+                        color=color, ms=4, capsize=3)
+        ax.axvline(0, color="gray", lw=1, ls="--")
+        ax.set_title(ds, fontsize=10)
+        ax.set_xlabel(f"{metric.upper()} difference" + (" (dB)" if metric == "psnr" else ""))
+        ax.set_yticks(y, comps, fontsize=8)
+    n = int(sub["seeds"].max()) if len(sub) else 0
+    fig.suptitle(f"Ablation: variant - reference, mean and 95% t interval over {n} seeds (red: primary endpoint)",
+                 fontsize=10)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr"):
+    """Validation curves of every run (held-out PSNR by default) against the step, one panel per variant, one
+    line per seed; shared warm-up rows included, so every run's curve starts at step 0's first validation."""
+    import matplotlib.pyplot as plt
+    names = runnable(grid)
+    cols = min(5, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        for seed in grid["seeds"]:
+            csv = run_dir(runs_dir, seed, name) / "metrics.csv"
+            if csv.exists():
+                df = pd.read_csv(csv)
+                if column in df:
+                    ax.plot(df["step"], df[column], marker=".", lw=1, label=f"seed {seed}")
+        ax.set_title(name, fontsize=9)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.supylabel(column)
+    fig.supxlabel("generator step")
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def loss_terms(grid, runs_dir):
+    """What the adversarial term did in each finished run with a discriminator: its share of G's gradient
+    norm at the first and last validation of the main phase, and the final mean D(G(z))."""
+    from .study import loss_accounting
+    rows = []
+    for seed in grid["seeds"]:
+        for name in runnable(grid):
+            folder = run_dir(runs_dir, seed, name)
+            if not (folder / "metrics.csv").exists():
+                continue
+            acc = loss_accounting(folder)
+            if "adversarial" in acc:
+                rows.append(dict(variant=name, seed=seed, adversarial_share_first=acc["adversarial"][0],
+                                 adversarial_share_last=acc["adversarial"][1], d_of_g=acc["g_score"]))
+    return pd.DataFrame(rows)
 
 
 def _cli(args):
     from .train import parse_overrides
     grid = load_grid(args.grid)
     overrides = parse_overrides(args.set)
-    st = run_grid(grid, args.runs, seeds=args.seeds, variants=args.variants, root=args.data_root,
+    seeds = args.seeds or grid["seeds"]
+    if args.jobs > 1:       # one process per group of seeds (a seed's runs share warm-ups, seeds share nothing)
+        return _parallel(args, seeds)
+    st = run_grid(grid, args.runs, seeds=seeds, variants=args.variants, root=args.data_root,
                   datasets=args.datasets, overrides=overrides, progress=args.progress)
     print(st.to_string(index=False))
     return 0
 
 
+def _parallel(args, seeds):
+    """Run the grid as ``args.jobs`` processes at once (e.g. several small runs on one GPU), seeds dealt out
+    round-robin; each process writes its log to ``<runs>/logs/job<k>.log``. Returns the worst exit code."""
+    import subprocess
+    import sys
+    logs = Path(args.runs) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for k in range(min(args.jobs, len(seeds))):
+        cmd = [sys.executable, "-m", "srlib", "ablation", args.grid, "--runs", args.runs, "--seeds",
+               *map(str, seeds[k::args.jobs]), "--datasets", *args.datasets]
+        cmd += (["--variants", *args.variants] if args.variants else []) + (["--set", *args.set] if args.set else [])
+        cmd += ["--data-root", args.data_root] if args.data_root else []
+        log = open(logs / f"job{k}.log", "w")
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        print(f"job {k}: seeds {seeds[k::args.jobs]} -> {logs / f'job{k}.log'}", flush=True)
+    codes = []
+    for p, log in procs:
+        codes.append(p.wait())
+        log.close()
+    print(f"ablation: jobs finished with exit codes {codes}")
+    return max(codes)
+
+
 def add_cli(sub):
     a = sub.add_parser("ablation", help="train and score the runs of an ablation grid (resumable)")
-    a.add_argument("grid", help="grid file, e.g. configs/ablation.yaml")
+    a.add_argument("grid", help="grid file, e.g. configs/ablation_grid.yaml")
     a.add_argument("--runs", default="runs/ablation", help="runs folder (default: runs/ablation)")
     a.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the grid's seeds")
     a.add_argument("--variants", nargs="+", default=None, help="default: every runnable variant")
@@ -236,4 +401,5 @@ def add_cli(sub):
     a.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
     a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the grid's common fields")
     a.add_argument("--progress", action="store_true", help="progress bars")
+    a.add_argument("--jobs", type=int, default=1, help="processes at once, seeds dealt out among them (GPU)")
     a.set_defaults(func=_cli)

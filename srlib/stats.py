@@ -12,7 +12,7 @@ come as a long DataFrame with columns variant, seed, dataset, image, metric ('ps
   Student t interval over the per-seed means; :func:`hierarchical_bootstrap` (secondary) resamples seeds,
   then images within them.
 - :func:`pool_datasets` pools the benchmarks for the primary endpoint (each image counts once).
-- Multiplicity: one primary endpoint, declared in configs/ablation.yaml before the runs, is tested alone at
+- Multiplicity: one primary endpoint, declared in configs/ablation_grid.yaml before the runs, is tested alone at
   the stated level. Every other comparison is exploratory: report how many there are (``m``) and their
   Holm-adjusted p-values (:func:`holm`).
 - :func:`detectable_difference` sizes the study: the smallest effect a t-test over a given number of

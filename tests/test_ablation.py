@@ -1,12 +1,16 @@
+import dataclasses
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from srlib import ablation, stats
 from srlib.ablation import load_grid, parameter_counts, runnable, variant_configs
 from srlib.archs import SRGANGenerator, count_parameters
-from srlib.train import TrainConfig, build_generator
+from srlib.train import TrainConfig, build_generator, warmup_run_dir
 
-GRID = Path(__file__).resolve().parents[1] / "configs" / "ablation.yaml"
+GRID = Path(__file__).resolve().parents[1] / "configs" / "ablation_grid.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +21,25 @@ def grid():
 def test_grid_builds_every_variant(grid):
     assert grid["reference"] == "paper_block" and grid["seeds"] == [0, 1, 2]
     assert grid["primary_endpoint"]["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"]
-    assert "adversarial_control" in grid["variants"] and "adversarial_control" not in runnable(grid)
+    assert runnable(grid) == list(grid["variants"])          # no variant is left as todo
     configs = variant_configs(grid, seed=2)
     assert set(configs) == set(runnable(grid))
     assert all(isinstance(c, TrainConfig) and c.seed == 2 for c in configs.values())
-    assert configs["paper_loss_vs_l1"].model == "psnr" and configs["srgan_model"].arch == "srgan"
-    # one factor at a time: every variant's config differs from the reference only in model/generator/n_feats
+    assert configs["paper_block"].model == "psnr" and configs["paper_loss"].model == "attention"
+    assert configs["srgan_model"].arch == "srgan"
+    assert (configs["adversarial_control"].adversarial, configs["adversarial_control"].adv_weight) == \
+        ("nonsaturating", 5e-3)
+    # one factor at a time: every variant's config differs from the reference only in these fields
     ref = vars(configs["paper_block"])
     for name, c in configs.items():
-        assert {k for k, v in vars(c).items() if v != ref[k]} <= {"model", "generator", "n_feats"}, name
+        assert {k for k, v in vars(c).items() if v != ref[k]} <= {"model", "generator", "n_feats", "adversarial",
+                                                                  "adv_weight"}, name
+    # the loss variants continue the reference's own warm-up at each seed: they differ only in the main phase
+    for name in ("paper_loss", "adversarial_control"):
+        a, b = (dataclasses.replace(configs[n], warmup_dir="w") for n in (name, "paper_block"))
+        assert warmup_run_dir(a) == warmup_run_dir(b)
+    other = dataclasses.replace(variant_configs(grid, seed=1)["paper_block"], warmup_dir="w")
+    assert warmup_run_dir(other) != warmup_run_dir(dataclasses.replace(configs["paper_block"], warmup_dir="w"))
 
 
 def test_parameter_counts(grid):
@@ -51,3 +65,81 @@ def test_grid_errors(tmp_path):
         path.write_text(text.replace(old, new, 1))
         with pytest.raises(ValueError, match=match):
             load_grid(path)
+
+
+def _synthetic(grid, seeds=(0, 1, 2), effects=None, rng=0):
+    """Scores of every runnable variant: image difficulty + a seed effect shared by all variants + the
+    variant's per-seed offset ``effects[variant][seed]`` (default 0)."""
+    rng = np.random.default_rng(rng)
+    images = {"Set5": 5, "Set14": 14, "BSD100": 10, "Urban100": 10}
+    base = {(d, i): rng.normal(28, 2) for d, n in images.items() for i in range(n)}
+    rows = []
+    for v in runnable(grid):
+        for s in seeds:
+            shared = 0.3 * s
+            for (d, i), b in base.items():
+                off = (effects or {}).get(v, {}).get(s, 0.0)
+                rows.append(dict(variant=v, seed=s, dataset=d, image=str(i), metric="psnr", value=b + shared + off))
+    return pd.DataFrame(rows)
+
+
+def test_analyze_known_answers(grid):
+    effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
+               "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    assert list(table.columns) == ablation.TABLE_COLUMNS
+    prim = table[table["primary"]]
+    assert len(prim) == 1 and prim.iloc[0]["comparison"] == "srgan_block - paper_block"
+    row = prim.iloc[0]
+    d = np.array([0.1, 0.2, 0.3])                    # the per-seed pooled differences, exactly
+    half = 4.302652729911275 * d.std(ddof=1) / np.sqrt(3)
+    assert row["dataset"] == "pooled" and row["mean"] == pytest.approx(0.2)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.2 - half, 0.2 + half))
+    assert row["seeds"] == 3 and row["images"] == 39 and np.isnan(row["p_holm"])
+    # the contrast srgan_model - paper_loss: per seed 0.5, 0.5, 0.5
+    c = table[(table["comparison"] == "srgan_model - paper_loss") & (table["dataset"] == "pooled")].iloc[0]
+    assert c["mean"] == pytest.approx(0.5) and c["ci_high"] - c["ci_low"] == pytest.approx(0, abs=1e-9)
+    # no effect: mean 0 on every dataset
+    z = table[table["variant"] == "no_norm"]
+    assert np.allclose(z["mean"], 0, atol=1e-9) and set(z["dataset"]) == {"Set5", "Set14", "BSD100", "Urban100",
+                                                                         "pooled"}
+    expl = table[~table["primary"]]
+    assert (expl["m"] == expl["p"].notna().sum()).all()
+    assert np.allclose(expl["p_holm"].dropna(), stats.holm(expl["p"].to_numpy())[expl["p"].notna().to_numpy()])
+
+
+def test_restrict_and_overrides(grid):
+    small = ablation.restrict(grid, ["paper_block", "srgan_block", "srgan_model"], datasets=["Set5"])
+    assert runnable(small) == ["paper_block", "srgan_block", "srgan_model"] and small["contrasts"] == []
+    assert small["primary_endpoint"]["datasets"] == ["Set5"] and grid["primary_endpoint"]["datasets"][0] == "Set5"
+    with pytest.raises(ValueError, match="reference and the primary"):
+        ablation.restrict(grid, ["paper_block", "no_norm"])
+    assert variant_configs(ablation.grid_overrides(grid, {"steps": 9, "warmup_steps": 5}), 0)["no_norm"].steps == 9
+
+
+SMOKE = {"train_sets": ["demo"], "tune_set": None, "val_set": "demo", "val_images": 1, "crop": 32, "batch_size": 4,
+         "repeat": 4, "steps": 4, "warmup_steps": 2, "val_every": 2, "amp": "fp32", "n_blocks": 1, "n_feats": 16}
+
+
+@pytest.mark.slow
+def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
+    small = ablation.grid_overrides(ablation.restrict(grid, ["paper_block", "srgan_block", "paper_loss"],
+                                                      datasets=["demo"]), SMOKE)
+    small["seeds"] = [0, 1]
+    st = ablation.run_grid(small, tmp_path, datasets=["demo"])
+    assert st["trained"].all() and st["scored"].all() and len(st) == 6
+    # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
+    assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
+    gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"
+    before = gen.stat().st_mtime_ns, (tmp_path / "seed0" / "paper_block" / "scores.csv").stat().st_mtime_ns
+    ablation.run_grid(small, tmp_path, datasets=["demo"])                   # everything reused
+    assert (gen.stat().st_mtime_ns, (tmp_path / "seed0" / "paper_block" / "scores.csv").stat().st_mtime_ns) == before
+    scores, complete = ablation.collect_scores(small, tmp_path)
+    assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim"}
+    table = ablation.analyze(small, scores)
+    assert table["primary"].sum() == 1 and (table["seeds"] == 2).all()
+    # a rescored generator: the cache key is the generator's sha256
+    side = tmp_path / "seed1" / "srgan_block" / "scores.json"
+    side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
+    df = ablation.score_run(tmp_path / "seed1" / "srgan_block", ["demo"])
+    assert len(df) == 6 and '"x' not in side.read_text()

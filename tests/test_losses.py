@@ -160,3 +160,20 @@ def test_srgan_loss_with_vgg16_features(random_vgg):
     assert torch.isfinite(total) and set(parts) == {"pixel", "adversarial", "perceptual", "tv", "total"}
     total.backward()
     assert torch.isfinite(sr.grad).all()
+
+
+def test_adversarial_terms_and_their_gradients():
+    """The saturating term's gradient vanishes once D rejects the outputs; the non-saturating one does not."""
+    from srlib.losses import adversarial_term
+    p = torch.tensor([0.01, 0.5])
+    assert adversarial_term(p).item() == pytest.approx(0.745)
+    assert adversarial_term(p, "nonsaturating").item() == pytest.approx((-torch.log(p)).mean().item())
+    logit = torch.tensor([-4.59512], requires_grad=True)            # D(G(z)) = sigmoid(logit) = 0.01
+    for kind, expected in (("saturating", -0.01 * 0.99), ("nonsaturating", -0.99)):
+        (g,) = torch.autograd.grad(adversarial_term(torch.sigmoid(logit), kind), logit)
+        assert g.item() == pytest.approx(expected, rel=1e-3), kind
+    with pytest.raises(ValueError, match="adversarial loss 'hinge'"):
+        PaperGeneratorLoss(kind="hinge")
+    sr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    total, parts = PaperGeneratorLoss(5e-3, "nonsaturating")(p, sr, hr)
+    assert total.item() == pytest.approx(parts["pixel"] + 5e-3 * parts["adversarial"], rel=1e-6)

@@ -356,3 +356,22 @@ def test_meta_records_provenance(tmp_path):
     assert data["val"]["images"] == 2 and data["val"]["sha256"] != data["train"]["sha256"]
     from srlib.data import eval_digest, load_eval_set
     assert data["val"]["sha256"] == eval_digest(load_eval_set("demo", scale=4)[:2])
+
+
+def test_later_fields_leave_older_configs_unchanged():
+    """Fields added after runs were committed stay out of the plain config at their defaults (so committed
+    runs and warm-up folders still match) and are recorded when set; wrong values are errors."""
+    import json
+    from pathlib import Path
+
+    from srlib.train import _plain, make_config
+    plain = _plain(make_config("attention", "quick"))
+    assert "adversarial" not in plain and "adv_weight" not in plain
+    meta = Path(__file__).resolve().parents[1] / "results" / "train" / "attention" / "meta.json"
+    assert json.loads(meta.read_text())["config"] == plain
+    set_ = _plain(make_config("attention", "quick", adversarial="nonsaturating", adv_weight=5e-3))
+    assert (set_["adversarial"], set_["adv_weight"]) == ("nonsaturating", 5e-3)
+    with pytest.raises(ValueError, match="adversarial='x'"):
+        make_config("attention", "quick", adversarial="x")
+    with pytest.raises(ValueError, match="apply to the paper's loss"):
+        make_config("srgan", "quick", adversarial="nonsaturating")
