@@ -57,7 +57,7 @@ declare -a timings=()
 done_to=false
 
 run() {  # run NOTEBOOK OUTPUT_NAME [key=value ...]
-  local nb="notebooks/$1.ipynb" out="$stage/notebooks/$2.ipynb" name="$2"
+  local key="$1" nb="notebooks/$1.ipynb" out="$stage/notebooks/$2.ipynb" name="$2"
   if [ "$done_to" = true ]; then echo "== skipping $nb (--to $to)"; return 0; fi
   if [ -n "$from" ]; then
     if [ "$1" != "$from" ]; then echo "== skipping $nb (--from $from)"; return 0; fi
@@ -90,7 +90,7 @@ PY
     exit 1
   fi
   timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")
-  if [ "$1" = "$to" ]; then done_to=true; fi
+  if [ "$key" = "$to" ]; then done_to=true; fi
 }
 
 if [ "$profile" = ablation ]; then
