@@ -532,23 +532,31 @@ def relocate(params, results_dir, stage_dir):
 
 
 def promote(stage_dir, results_dir):
-    """Move every entry of a finished staging folder into ``results_dir``, replacing the entry of the same
-    name (each by renames: an entry is either the old or the new one, never a mix); entries of
-    ``results_dir`` that the run did not produce (other profiles' folders) are left alone."""
+    """Move every file of a finished staging folder into ``results_dir``, replacing the file of the same path
+    (each by renames: a file is either the old or the new one, never a mix). Folders are merged, so a run
+    that produced only some files of a folder (``run_all.sh --from``) keeps the others (e.g. the executed
+    notebooks it did not rerun); entries the run did not produce are left alone."""
     import shutil
     stage, results = Path(stage_dir), Path(results_dir)
     results.mkdir(parents=True, exist_ok=True)
     trash = results / f".replaced-{stage.name}"
     shutil.rmtree(trash, ignore_errors=True)
     trash.mkdir()
-    for entry in sorted(stage.iterdir()):
-        target = results / entry.name
-        if target.exists():
-            target.rename(trash / entry.name)
-        entry.rename(target)
+    _merge(stage, results, trash)
     shutil.rmtree(trash)
-    stage.rmdir()
+    shutil.rmtree(stage)
     return results
+
+
+def _merge(src, dst, trash):
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if entry.is_dir() and target.is_dir():
+            _merge(entry, target, trash)
+            continue
+        if target.exists():
+            target.rename(trash / f"{len(list(trash.iterdir()))}-{entry.name}")
+        entry.rename(target)
 
 
 if __name__ == "__main__":

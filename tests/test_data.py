@@ -218,3 +218,23 @@ def test_step_sampler_shares_each_global_batch_among_processes():
         assert all(len(s) == 2 for s in shares) and sorted(sum(shares, [])) == sorted(batch)
     with pytest.raises(ValueError, match="does not divide among 3 processes"):
         data.StepSampler(24, 8, 0, 1, world=3)
+
+
+def test_promote_merges_folders_and_replaces_files(tmp_path):
+    """run_all's last step: staged files replace results' files of the same path; what a partial run
+    (--from) did not produce stays."""
+    from srlib.study import promote
+    results, stage = tmp_path / "results", tmp_path / ".staging" / "quick"
+    for rel, text in {"table1.csv": "old", "notebooks/01_data.ipynb": "kept", "notebooks/03_benchmark.ipynb": "old",
+                      "figures/data_samples.png": "kept", "train/psnr/meta.json": "kept"}.items():
+        (results / rel).parent.mkdir(parents=True, exist_ok=True)
+        (results / rel).write_text(text)
+    for rel in ("table1.csv", "notebooks/03_benchmark.ipynb", "figures/new.png", "perceptual.md"):
+        (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stage / rel).write_text("new")
+    promote(stage, results)
+    got = {str(p.relative_to(results)): p.read_text() for p in results.rglob("*") if p.is_file()}
+    assert got == {"table1.csv": "new", "notebooks/01_data.ipynb": "kept", "notebooks/03_benchmark.ipynb": "new",
+                   "figures/data_samples.png": "kept", "figures/new.png": "new", "perceptual.md": "new",
+                   "train/psnr/meta.json": "kept"}
+    assert not stage.exists() and not any(p.name.startswith(".replaced") for p in results.iterdir())
