@@ -8,6 +8,7 @@ import pytest
 from srlib import ablation, stats
 from srlib.ablation import load_grid, parameter_counts, runnable, variant_configs
 from srlib.archs import SRGANGenerator, count_parameters
+from srlib.perceptual import Perceptual
 from srlib.train import TrainConfig, build_generator, warmup_run_dir
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "ablation_grid.yaml"
@@ -126,8 +127,9 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     small = ablation.grid_overrides(ablation.restrict(grid, ["paper_block", "srgan_block", "paper_loss"],
                                                       datasets=["demo"]), SMOKE)
     small["seeds"] = [0, 1]
-    st = ablation.run_grid(small, tmp_path, datasets=["demo"])
-    assert st["trained"].all() and st["scored"].all() and len(st) == 6
+    measures = Perceptual()                      # the piq measures (no LPIPS backbone, no NIQE model: NaN)
+    st = ablation.run_grid(small, tmp_path, datasets=["demo"], perceptual=measures, perceptual_datasets=["demo"])
+    assert st["trained"].all() and st["scored"].all() and st["perceptual"].all() and len(st) == 6
     # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
     assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
     gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"
@@ -135,9 +137,10 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     ablation.run_grid(small, tmp_path, datasets=["demo"])                   # everything reused
     assert (gen.stat().st_mtime_ns, (tmp_path / "seed0" / "paper_block" / "scores.csv").stat().st_mtime_ns) == before
     scores, complete = ablation.collect_scores(small, tmp_path)
-    assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim"}
+    assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     table = ablation.analyze(small, scores)
     assert table["primary"].sum() == 1 and (table["seeds"] == 2).all()
+    assert set(table[table["dataset"] == "pooled"]["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     # a rescored generator: the cache key is the generator's sha256
     side = tmp_path / "seed1" / "srgan_block" / "scores.json"
     side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
