@@ -146,3 +146,16 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
     df = ablation.score_run(tmp_path / "seed1" / "srgan_block", ["demo"])
     assert len(df) == 6 and '"x' not in side.read_text()
+
+
+def test_run_all_ablation_profile_config():
+    """./run_all.sh ablation: its config gives notebook 06 every parameter it declares, with the grid's own
+    budget (no overrides), and the pre-flight checks the grid's training and benchmark data."""
+    from srlib.prepare import profile_datasets
+    from srlib.study import notebook_parameters
+    root = GRID.parent.parent
+    params = notebook_parameters(root / "configs" / "ablation.yaml", root / "notebooks" / "06_ablation.ipynb")
+    assert params["grid"] == "configs/ablation_grid.yaml" and params["overrides"] == {}
+    assert params["variants"] is None and params["seeds"] is None and params["train"] is True
+    assert params["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"] and params["runs_dir"] == "runs/ablation"
+    assert set(profile_datasets(root / "configs" / "ablation.yaml")) >= {"quick-train", "quick-holdout", "Urban100"}
