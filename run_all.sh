@@ -35,6 +35,9 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+for nb in "$from" "$to"; do
+  [ -z "$nb" ] || [ -f "notebooks/$nb.ipynb" ] || { echo "run_all: no notebook notebooks/$nb.ipynb" >&2; exit 2; }
+done
 [ "$profile" = smoke ] && profile=demo
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }

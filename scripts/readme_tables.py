@@ -51,6 +51,9 @@ def main():
     print(training_summary(results))
     print()
     print(speed_table(results))
+    for name in ("perceptual.md", "perceptual_control.md"):
+        if (results / name).exists():
+            print(f"\n{name}:\n" + (results / name).read_text())
 
 
 if __name__ == "__main__":

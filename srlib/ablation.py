@@ -135,11 +135,31 @@ def score_run(folder, datasets=BENCHMARKS, root=None, progress=False):
     return df                                                                   # between them rescoring
 
 
+def score_perceptual(folder, measures, datasets, root=None):
+    """Per-image perceptual measures (:class:`srlib.perceptual.Perceptual`) of a run's generator on
+    ``datasets``, cached in ``folder/perceptual.csv`` with ``perceptual.json`` (generator sha256, datasets and
+    the measures' notes: which LPIPS backbone, which NIQE model), used only while all match."""
+    from .evaluate import evaluate, write_csv
+    folder, datasets = Path(folder), list(datasets)
+    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes}
+    csv, side = folder / "perceptual.csv", folder / "perceptual.json"
+    if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
+        return pd.read_csv(csv)
+    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), perceptual=measures)
+    df = df.drop(columns=["method", "protocol", "psnr", "ssim"])
+    write_csv(df, csv, decimals=6)
+    atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))
+    return df
+
+
 def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENCHMARKS, overrides=None,
-             progress=False):
+             progress=False, perceptual=None, perceptual_datasets=("Set5", "Set14")):
     """Train and score every (seed, variant) of ``grid`` (a dict from :func:`load_grid`) that is not done,
     seed by seed (so that a stopped grid leaves whole seeds), variants in file order. ``seeds``/``variants``
-    restrict it; ``overrides`` go over ``common`` (:func:`grid_overrides`). Returns :func:`status`."""
+    restrict it; ``overrides`` go over ``common`` (:func:`grid_overrides`). With ``perceptual`` (a
+    :class:`srlib.perceptual.Perceptual`) each run is also scored on ``perceptual_datasets`` (the small sets:
+    the measures cost about a second per image on the CPU) by :func:`score_perceptual`. Returns
+    :func:`status`."""
     grid = grid_overrides(grid, overrides)
     names = [v for v in runnable(grid) if variants is None or v in variants]
     for seed in (grid["seeds"] if seeds is None else seeds):
@@ -150,6 +170,8 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
             print(f"ablation: seed {seed}, {name}", flush=True)
             train(cfg, folder)
             score_run(folder, datasets, root)
+            if perceptual is not None:
+                score_perceptual(folder, perceptual, perceptual_datasets, root)
     return status(grid, runs_dir)
 
 
@@ -162,7 +184,8 @@ def status(grid, runs_dir):
             folder = run_dir(runs_dir, seed, name)
             meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
-                             scored=(folder / "scores.json").exists(), train_seconds=meta.get("train_seconds"),
+                             scored=(folder / "scores.json").exists(),
+                             perceptual=(folder / "perceptual.json").exists(), train_seconds=meta.get("train_seconds"),
                              cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision")))
     return pd.DataFrame(rows)
 
@@ -170,15 +193,23 @@ def status(grid, runs_dir):
 def collect_scores(grid, runs_dir, metrics=("psnr", "ssim")):
     """The scores of the finished runs as the long table of :mod:`srlib.stats` (variant, seed, dataset,
     image, metric, value), restricted to seeds at which every runnable variant is scored, so that every
-    difference is paired. Returns (scores, complete seeds)."""
+    difference is paired. The perceptual measures (:func:`score_perceptual`) are added when every run of
+    those seeds has them (on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out).
+    Returns (scores, complete seeds)."""
     st = status(grid, runs_dir)
     complete = [s for s, g in st.groupby("seed", sort=False) if g["scored"].all()]
+    with_perceptual = bool(complete) and st[st["seed"].isin(complete)]["perceptual"].all()
     frames = []
     for seed in complete:
         for name in runnable(grid):
-            df = pd.read_csv(run_dir(runs_dir, seed, name) / "scores.csv")
+            folder = run_dir(runs_dir, seed, name)
+            df = pd.read_csv(folder / "scores.csv", dtype={"image": str})
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
+            if with_perceptual:
+                df = pd.read_csv(folder / "perceptual.csv", dtype={"image": str})
+                long = df.melt(id_vars=["dataset", "image"], var_name="metric").dropna(subset=["value"])
+                frames.append(long.assign(variant=name, seed=seed))
     cols = ["variant", "seed", "dataset", "image", "metric", "value"]
     scores = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
     return scores, complete
@@ -214,7 +245,9 @@ def analyze(grid, scores, level=None):
     for variant, reference in pairs:
         sub = scores[scores["variant"].isin([variant, reference])]
         diffs = stats.paired_differences(sub, reference)
-        pooled = stats.pool_datasets(diffs[diffs["dataset"].isin(end["datasets"])], end["datasets"])
+        full = [m for m, g in diffs.groupby("metric") if set(end["datasets"]) <= set(g["dataset"])]
+        sel = diffs[diffs["dataset"].isin(end["datasets"]) & diffs["metric"].isin(full)]   # pooled: the metrics
+        pooled = stats.pool_datasets(sel, end["datasets"])                                   # on every dataset
         table = stats.seed_t_interval(pd.concat([diffs, pooled], ignore_index=True), level)
         frames.append(table.assign(reference=reference))
     if not frames:
@@ -361,8 +394,14 @@ def _cli(args):
     seeds = args.seeds or grid["seeds"]
     if args.jobs > 1:       # one process per group of seeds (a seed's runs share warm-ups, seeds share nothing)
         return _parallel(args, seeds)
+    measures = None
+    if args.perceptual_datasets:
+        from .perceptual import default_perceptual
+        from .data import project_path
+        measures = default_perceptual(args.niqe_set, args.data_root, cache=project_path("cache"))
     st = run_grid(grid, args.runs, seeds=seeds, variants=args.variants, root=args.data_root,
-                  datasets=args.datasets, overrides=overrides, progress=args.progress)
+                  datasets=args.datasets, overrides=overrides, progress=args.progress, perceptual=measures,
+                  perceptual_datasets=args.perceptual_datasets or ())
     print(st.to_string(index=False))
     return 0
 
@@ -380,6 +419,8 @@ def _parallel(args, seeds):
                *map(str, seeds[k::args.jobs]), "--datasets", *args.datasets]
         cmd += (["--variants", *args.variants] if args.variants else []) + (["--set", *args.set] if args.set else [])
         cmd += ["--data-root", args.data_root] if args.data_root else []
+        if args.perceptual_datasets:
+            cmd += ["--perceptual-datasets", *args.perceptual_datasets, "--niqe-set", args.niqe_set]
         log = open(logs / f"job{k}.log", "w")
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         print(f"job {k}: seeds {seeds[k::args.jobs]} -> {logs / f'job{k}.log'}", flush=True)
@@ -401,5 +442,8 @@ def add_cli(sub):
     a.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
     a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the grid's common fields")
     a.add_argument("--progress", action="store_true", help="progress bars")
+    a.add_argument("--perceptual-datasets", nargs="*", default=[], metavar="DATASET",
+                   help="also score the perceptual measures on these (e.g. Set5 Set14); default: none")
+    a.add_argument("--niqe-set", default="quick-train", help="HR images NIQE is fitted on (default quick-train)")
     a.add_argument("--jobs", type=int, default=1, help="processes at once, seeds dealt out among them (GPU)")
     a.set_defaults(func=_cli)

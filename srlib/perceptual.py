@@ -131,8 +131,9 @@ def ggd_fit(x):
     The shape is looked up on a 0.001 grid over [0.2, 10], as Mittal et al.'s code does."""
     x = np.asarray(x, dtype=np.float64)
     var = (x ** 2).mean(axis=1)
-    rho = var / np.abs(x).mean(axis=1) ** 2
-    return _GAM[np.abs(rho[:, None] - _R_GGD[None]).argmin(axis=1)], var
+    with np.errstate(invalid="ignore", divide="ignore"):     # a flat block (all zeros): rho NaN -> shape 0.2
+        rho = var / np.abs(x).mean(axis=1) ** 2
+    return _GAM[np.nan_to_num(np.abs(rho[:, None] - _R_GGD[None]), nan=np.inf).argmin(axis=1)], var
 
 
 def aggd_fit(x):

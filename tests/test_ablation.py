@@ -8,6 +8,7 @@ import pytest
 from srlib import ablation, stats
 from srlib.ablation import load_grid, parameter_counts, runnable, variant_configs
 from srlib.archs import SRGANGenerator, count_parameters
+from srlib.perceptual import Perceptual
 from srlib.train import TrainConfig, build_generator, warmup_run_dir
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "ablation_grid.yaml"
@@ -126,8 +127,9 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     small = ablation.grid_overrides(ablation.restrict(grid, ["paper_block", "srgan_block", "paper_loss"],
                                                       datasets=["demo"]), SMOKE)
     small["seeds"] = [0, 1]
-    st = ablation.run_grid(small, tmp_path, datasets=["demo"])
-    assert st["trained"].all() and st["scored"].all() and len(st) == 6
+    measures = Perceptual()                      # the piq measures (no LPIPS backbone, no NIQE model: NaN)
+    st = ablation.run_grid(small, tmp_path, datasets=["demo"], perceptual=measures, perceptual_datasets=["demo"])
+    assert st["trained"].all() and st["scored"].all() and st["perceptual"].all() and len(st) == 6
     # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
     assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
     gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"
@@ -135,11 +137,25 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     ablation.run_grid(small, tmp_path, datasets=["demo"])                   # everything reused
     assert (gen.stat().st_mtime_ns, (tmp_path / "seed0" / "paper_block" / "scores.csv").stat().st_mtime_ns) == before
     scores, complete = ablation.collect_scores(small, tmp_path)
-    assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim"}
+    assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     table = ablation.analyze(small, scores)
     assert table["primary"].sum() == 1 and (table["seeds"] == 2).all()
+    assert set(table[table["dataset"] == "pooled"]["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     # a rescored generator: the cache key is the generator's sha256
     side = tmp_path / "seed1" / "srgan_block" / "scores.json"
     side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
     df = ablation.score_run(tmp_path / "seed1" / "srgan_block", ["demo"])
     assert len(df) == 6 and '"x' not in side.read_text()
+
+
+def test_run_all_ablation_profile_config():
+    """./run_all.sh ablation: its config gives notebook 06 every parameter it declares, with the grid's own
+    budget (no overrides), and the pre-flight checks the grid's training and benchmark data."""
+    from srlib.prepare import profile_datasets
+    from srlib.study import notebook_parameters
+    root = GRID.parent.parent
+    params = notebook_parameters(root / "configs" / "ablation.yaml", root / "notebooks" / "06_ablation.ipynb")
+    assert params["grid"] == "configs/ablation_grid.yaml" and params["overrides"] == {}
+    assert params["variants"] is None and params["seeds"] is None and params["train"] is True
+    assert params["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"] and params["runs_dir"] == "runs/ablation"
+    assert set(profile_datasets(root / "configs" / "ablation.yaml")) >= {"quick-train", "quick-holdout", "Urban100"}

@@ -150,3 +150,9 @@ def test_sharpen_and_blur_shapes():
     a = _image()
     assert sharpen(a).shape == a.shape == blur(a).shape and sharpen(a).dtype == np.uint8
     assert sharpen(a).astype(float).std() > a.astype(float).std() > blur(a).astype(float).std()
+
+
+def test_flat_blocks_give_finite_features():
+    flat = np.full((200, 200, 3), 128, np.uint8)
+    f, sharp = P.niqe_features(flat)
+    assert np.isfinite(f).all() and (sharp < 1e-3).all()

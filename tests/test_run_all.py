@@ -63,3 +63,18 @@ def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
                                                                 "03_benchmark.ipynb", "04_figures.ipynb"}
     assert not (repo / ".staging" / "demo").exists()
     assert "time per notebook" in res.stdout
+    # --from / --to: one notebook again, the others skipped, the rest of runs/demo kept
+    first = (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns
+    res = run_all(repo, "demo", "--from", "03_benchmark", "--to", "03_benchmark", SRLIB_DATA=str(tmp_path / "empty"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "skipping notebooks/04_figures.ipynb (--to 03_benchmark)" in res.stdout
+    assert "skipping notebooks/01_data.ipynb (--from 03_benchmark)" in res.stdout
+    assert (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns == first
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+def test_unknown_notebook_names_stop_before_any_work(tmp_path):
+    for args in (["--to", "07_nothing"], ["--from", "3_benchmark"]):
+        res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", *args], capture_output=True, text=True,
+                             env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
+        assert res.returncode == 2 and "no notebook notebooks/" in res.stderr, res.stderr
