@@ -47,10 +47,10 @@ results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common'
 stage=".staging/$profile"
 if [ ! -d "$stage" ]; then
   mkdir -p "$stage.tmp"
-  runs=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['runs_dir'])")
-  # finished runs inside the results folder are staged; a runs folder elsewhere (the ablation's, whose
-  # weights are never committed) is used in place
-  if [ -d "$runs" ] && [[ "$runs" == "$results"/* ]]; then cp -a "$runs" "$stage.tmp/${runs#"$results"/}"; fi
+  # the stage starts as a copy of the results folder: its finished training runs are reused, and the outputs
+  # of notebooks that --from skips are there for the later ones (a runs folder elsewhere, as the ablation's,
+  # whose weights are never committed, is used in place)
+  if [ -d "$results" ]; then cp -a "$results/." "$stage.tmp/"; fi
   mv "$stage.tmp" "$stage"
 else
   echo "run_all: continuing the interrupted run in $stage"

@@ -481,8 +481,8 @@ def plot_perception_distortion(table, path=None, perception="niqe"):
     palette = dict(zip(dict.fromkeys(models["method"]), sns.color_palette("colorblind")))
     for ax, ds in zip(axes[0], datasets):
         sub = models[models["dataset"] == ds]
-        sns.scatterplot(data=sub, x="psnr", y=perception, hue="method", palette=palette, s=70, ax=ax,
-                        legend=ax is axes[0][0])
+        sns.scatterplot(data=sub, x="psnr", y=perception, hue="method", style="method", palette=palette, s=80,
+                        ax=ax, legend=ax is axes[0][0], alpha=0.85)   # markers differ: coinciding models show
         hr = table[(table["dataset"] == ds) & (table["method"] == "HR")][perception]
         if len(hr) and hr.notna().all():
             ax.axhline(float(hr.iloc[0]), ls="--", c="gray", lw=1)

@@ -63,13 +63,15 @@ def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
                                                                 "03_benchmark.ipynb", "04_figures.ipynb"}
     assert not (repo / ".staging" / "demo").exists()
     assert "time per notebook" in res.stdout
-    # --from / --to: one notebook again, the others skipped, the rest of runs/demo kept
+    # --from / --to: one notebook again (04 reads 03's per_image.csv from the results folder), the others
+    # skipped, their outputs kept
     first = (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns
-    res = run_all(repo, "demo", "--from", "03_benchmark", "--to", "03_benchmark", SRLIB_DATA=str(tmp_path / "empty"))
+    res = run_all(repo, "demo", "--from", "04_figures", "--to", "04_figures", SRLIB_DATA=str(tmp_path / "empty"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "skipping notebooks/04_figures.ipynb (--to 03_benchmark)" in res.stdout
-    assert "skipping notebooks/01_data.ipynb (--from 03_benchmark)" in res.stdout
+    assert "skipping notebooks/05_speed.ipynb (--to 04_figures)" in res.stdout
+    assert "skipping notebooks/03_benchmark.ipynb (--from 04_figures)" in res.stdout
     assert (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns == first
+    assert (demo / "figures" / "data_samples.png").exists() and (demo / "compare.html").exists()
     assert _git(repo, "status", "--porcelain") == ""
 
 
