@@ -18,8 +18,10 @@ not depend on the PSNR/SSIM protocol. Lower is better for ``lpips``, ``gmsd`` an
   sensitive to blur and ringing. Limit: it sees only gradient magnitude, not colour or texture statistics.
 - ``ms_ssim`` (Wang et al., 2003), piq: SSIM over five scales on RGB. Closer to perception than one-scale
   SSIM, but still a distortion measure; it needs both sides over 160 pixels (else NaN).
-- ``niqe`` (Mittal et al., 2013): no-reference naturalness, the distance between a multivariate Gaussian
-  of local normalized-luminance statistics of the image and one fitted on pristine images. The usual fitted
+- ``niqe`` (Mittal et al., 2013; their features, blocks, scales and pristine-block selection, with the
+  local mean and deviation filtered with replicated instead of zero-padded edges): no-reference
+  naturalness, the distance between a multivariate Gaussian of local normalized-luminance statistics of
+  the image and one fitted on pristine images. The usual fitted
   parameters cannot be fetched here, so :class:`NIQE` is fitted on our own training HR images (the model's
   provenance is stored with it); its absolute values are therefore not comparable with published NIQE
   numbers, only with each other. Limit: it measures statistical naturalness, not fidelity to the HR image,
@@ -121,33 +123,26 @@ def full_reference(sr, hr, shave=4):
 
 # ---------------------------------------------------------------------------------------------------- NIQE
 _GAM = np.arange(0.2, 10.0 + 1e-9, 0.001)
-_R_GGD = G(1 / _GAM) * G(3 / _GAM) / G(2 / _GAM) ** 2
 _R_AGGD = G(2 / _GAM) ** 2 / (G(1 / _GAM) * G(3 / _GAM))
-SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))         # horizontal, vertical, two diagonals
-
-
-def ggd_fit(x):
-    """Moment-matching fit of a zero-mean generalized Gaussian, per row of ``x`` (N, M): (shape, variance).
-    The shape is looked up on a 0.001 grid over [0.2, 10], as Mittal et al.'s code does."""
-    x = np.asarray(x, dtype=np.float64)
-    var = (x ** 2).mean(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):     # a flat block (all zeros): rho NaN -> shape 0.2
-        rho = var / np.abs(x).mean(axis=1) ** 2
-    return _GAM[np.nan_to_num(np.abs(rho[:, None] - _R_GGD[None]), nan=np.inf).argmin(axis=1)], var
+SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))         # horizontal, vertical, two diagonals (as circshift in NIQE)
+NIQE_VERSION = 2     # of the features below; part of the fitted model's cache key
 
 
 def aggd_fit(x):
-    """Fit of an asymmetric generalized Gaussian per row of ``x`` (N, M): (shape, mean, left var, right var)."""
+    """Moment-matching fit of an asymmetric generalized Gaussian per row of ``x`` (N, M), as Mittal et al.'s
+    ``estimateaggdparam``: (shape alpha, left scale beta_l, right scale beta_r), with the shape looked up on
+    a 0.001 grid over [0.2, 10] and ``beta = std * sqrt(G(1/alpha) / G(3/alpha))`` for each side."""
     x = np.asarray(x, dtype=np.float64)
     neg, pos = x < 0, x > 0
     left = np.sqrt((x ** 2 * neg).sum(axis=1) / np.maximum(neg.sum(axis=1), 1))
     right = np.sqrt((x ** 2 * pos).sum(axis=1) / np.maximum(pos.sum(axis=1), 1))
-    g = left / np.where(right > 0, right, np.finfo(float).tiny)
-    r = np.abs(x).mean(axis=1) ** 2 / np.maximum((x ** 2).mean(axis=1), np.finfo(float).tiny)
-    r_norm = r * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
-    alpha = _GAM[((_R_AGGD[None] - r_norm[:, None]) ** 2).argmin(axis=1)]
-    mean = (right - left) * G(2 / alpha) / G(1 / alpha) * np.sqrt(G(1 / alpha) / G(3 / alpha))
-    return alpha, mean, left ** 2, right ** 2
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # flat or one-sided blocks
+        g = left / right
+        r = np.abs(x).mean(axis=1) ** 2 / (x ** 2).mean(axis=1)
+        r_norm = r * (g ** 3 + 1) * (g + 1) / (g ** 2 + 1) ** 2
+    alpha = _GAM[np.nan_to_num((_R_AGGD[None] - r_norm[:, None]) ** 2, nan=np.inf).argmin(axis=1)]
+    scale = np.sqrt(G(1 / alpha) / G(3 / alpha))
+    return alpha, left * scale, right * scale
 
 
 def mscn(y):
@@ -166,14 +161,20 @@ def _blocks(a, size):
 
 
 def _scale_features(y, size):
-    """18 features per size x size block: GGD (shape, variance) of MSCN, and AGGD (shape, mean, left var,
-    right var) of the products of MSCN with its four shifted neighbours. Also each block's sharpness (mean
-    local deviation)."""
+    """18 features per size x size block, as Mittal et al.'s ``computefeature``: the AGGD of the MSCN
+    coefficients (shape, mean of the two scales), and for each of four neighbour directions the AGGD of the
+    products of MSCN with its neighbour, shifted circularly within the block (shape, mean, left and right
+    scale). Also each block's sharpness (mean local deviation)."""
     m, sigma = mscn(y)
-    feats = [np.stack(ggd_fit(_blocks(m, size)), axis=1)]
+    blocks = _blocks(m, size)
+    a, bl, br = aggd_fit(blocks)
+    feats = [a, (bl + br) / 2]
+    cube = blocks.reshape(-1, size, size)
     for dy, dx in SHIFTS:
-        feats.append(np.stack(aggd_fit(_blocks(m * np.roll(m, (dy, dx), axis=(0, 1)), size)), axis=1))
-    return np.concatenate(feats, axis=1), _blocks(sigma, size).mean(axis=1)
+        pair = (cube * np.roll(cube, (dy, dx), axis=(1, 2))).reshape(len(cube), -1)
+        a, bl, br = aggd_fit(pair)
+        feats += [a, (br - bl) * G(2 / a) / G(1 / a), bl, br]
+    return np.stack(feats, axis=1), _blocks(sigma, size).mean(axis=1)
 
 
 def niqe_features(img, block=96, shave=4):
@@ -249,7 +250,8 @@ def fit_niqe(dataset, root=None, cache=None):
     from .data import hr_files
     from .io import read_image
     files = hr_files(dataset, root)
-    digest = hashlib.sha256("\n".join(f"{Path(f).name}:{Path(f).stat().st_size}" for f in files).encode())
+    digest = hashlib.sha256("\n".join([f"niqe-features-v{NIQE_VERSION}"] +
+                                      [f"{Path(f).name}:{Path(f).stat().st_size}" for f in files]).encode())
     path = Path(cache) / f"niqe-{dataset}-{digest.hexdigest()[:12]}.npz" if cache else None
     if path and path.exists():
         return NIQE.load(path)

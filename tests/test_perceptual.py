@@ -80,21 +80,19 @@ def test_full_reference_ideal_and_degraded():
 
 
 @pytest.mark.parametrize("shape", [0.8, 1.5, 2.0, 3.0])
-def test_ggd_fit_recovers_shape_and_variance(shape):
+def test_aggd_fit_recovers_shape_and_scale(shape):
+    """Samples of a symmetric generalized Gaussian (scipy's gennorm, scale 2): shape and both scales back."""
     x = stats.gennorm.rvs(shape, scale=2.0, size=(1, 200_000), random_state=RNG)
-    alpha, var = P.ggd_fit(x)
+    alpha, left, right = P.aggd_fit(x)
     assert alpha[0] == pytest.approx(shape, rel=0.05)
-    assert var[0] == pytest.approx(stats.gennorm.var(shape, scale=2.0), rel=0.02)
+    assert left[0] == pytest.approx(2.0, rel=0.03) and right[0] == pytest.approx(2.0, rel=0.03)
 
 
-def test_aggd_fit_symmetric_and_skewed():
+def test_aggd_fit_skewed():
     x = stats.gennorm.rvs(1.2, size=(1, 200_000), random_state=RNG)
-    alpha, mean, left, right = P.aggd_fit(x)
-    assert alpha[0] == pytest.approx(1.2, rel=0.05) and abs(mean[0]) < 0.02
-    assert left[0] == pytest.approx(right[0], rel=0.03)
-    skewed = np.where(x > 0, 2 * x, x)                     # right side twice as wide
-    _, mean, left, right = P.aggd_fit(skewed)
-    assert right[0] / left[0] == pytest.approx(4.0, rel=0.05) and mean[0] > 0
+    skewed = np.where(x > 0, 2 * x, x)   # right side twice as wide (the shape estimate is moment-matched: 7% off)
+    alpha, left, right = P.aggd_fit(skewed)
+    assert alpha[0] == pytest.approx(1.2, rel=0.1) and right[0] / left[0] == pytest.approx(2.0, rel=0.03)
 
 
 def test_niqe_model_save_load_and_errors(tmp_path):
