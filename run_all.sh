@@ -45,12 +45,17 @@ source scripts/setup_env.sh || { echo "run_all: environment setup failed" >&2; e
 python -m srlib prepare "$config" || { echo "run_all: stopped before any work: the data above is missing" >&2; exit 3; }
 results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['results_dir'])")
 stage=".staging/$profile"
+if [ -f "$stage/.promoting" ]; then     # the last run finished but was stopped while moving its results
+  echo "run_all: finishing the interrupted move of $stage into $results/"
+  python -m srlib.study promote "$stage" "$results"
+fi
 if [ ! -d "$stage" ]; then
   mkdir -p "$stage.tmp"
   # the stage starts as a copy of the results folder: its finished training runs are reused, and the outputs
   # of notebooks that --from skips are there for the later ones (a runs folder elsewhere, as the ablation's,
   # whose weights are never committed, is used in place)
-  if [ -d "$results" ]; then cp -a "$results/." "$stage.tmp/"; fi
+  # (promote moves back only the files that changed since this copy)
+  python -m srlib.study seed "$results" "$stage.tmp"
   mv "$stage.tmp" "$stage"
 else
   echo "run_all: continuing the interrupted run in $stage"
@@ -61,7 +66,7 @@ done_to=false
 
 run() {  # run NOTEBOOK OUTPUT_NAME [key=value ...]
   local key="$1" nb="notebooks/$1.ipynb" out="$stage/notebooks/$2.ipynb" name="$2"
-  if [ "$done_to" = true ]; then echo "== skipping $nb (--to $to)"; return 0; fi
+  if [ "$done_to" = true ] && [ "$key" != "$to" ]; then echo "== skipping $nb (--to $to)"; return 0; fi
   if [ -n "$from" ]; then
     if [ "$1" != "$from" ]; then echo "== skipping $nb (--from $from)"; return 0; fi
     from=""

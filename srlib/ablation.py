@@ -175,30 +175,42 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
     return status(grid, runs_dir)
 
 
+def _tag(path):
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
 def status(grid, runs_dir):
-    """One row per (seed, variant): trained (complete), scored, train_seconds (this run's own steps; the
-    shared warm-up is counted once, in its own folder), cpu, device, precision."""
+    """One row per (seed, variant): trained (complete), scored and perceptual (the cached scores belong to the
+    current generator), the perceptual measures' notes, train_seconds (this run's own steps; the shared
+    warm-up is counted once, in its own folder), cpu, device, precision."""
     rows = []
     for seed in grid["seeds"]:
         for name in runnable(grid):
             folder = run_dir(runs_dir, seed, name)
             meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
+            sha = _sha256(folder / GENERATOR_FILE) if (folder / GENERATOR_FILE).exists() else None
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
-                             scored=(folder / "scores.json").exists(),
-                             perceptual=(folder / "perceptual.json").exists(), train_seconds=meta.get("train_seconds"),
+                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha,
+                             perceptual=sha is not None
+                             and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
+                             perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
+                             train_seconds=meta.get("train_seconds"),
                              cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision")))
     return pd.DataFrame(rows)
 
 
-def collect_scores(grid, runs_dir, metrics=("psnr", "ssim")):
+def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True):
     """The scores of the finished runs as the long table of :mod:`srlib.stats` (variant, seed, dataset,
     image, metric, value), restricted to seeds at which every runnable variant is scored, so that every
     difference is paired. The perceptual measures (:func:`score_perceptual`) are added when every run of
-    those seeds has them (on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out).
+    those seeds has them, all with the same measures (the same LPIPS backbone and NIQE model), and
+    ``perceptual``; on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out.
     Returns (scores, complete seeds)."""
     st = status(grid, runs_dir)
     complete = [s for s, g in st.groupby("seed", sort=False) if g["scored"].all()]
-    with_perceptual = bool(complete) and st[st["seed"].isin(complete)]["perceptual"].all()
+    done = st[st["seed"].isin(complete)]
+    with_perceptual = (perceptual and bool(complete) and done["perceptual"].all()
+                       and done["perceptual_notes"].nunique() == 1)
     frames = []
     for seed in complete:
         for name in runnable(grid):
@@ -257,7 +269,10 @@ def analyze(grid, scores, level=None):
     out["primary"] = ((out["variant"] == end["variant"]) & (out["reference"] == grid["reference"])
                       & (out["dataset"] == ("pooled" if end.get("pooled", True) else end["datasets"][0]))
                       & (out["metric"] == end["metric"]))
-    out["p_holm"] = np.nan
+    if out["primary"].sum() > 1 or (not out["primary"].any() and
+                                     ((out["variant"] == end["variant"]) & (out["metric"] == end["metric"])).any()):
+        raise ValueError(f"primary endpoint {end} does not select exactly one row of the table")
+    out["p_holm"] = np.nan           # Holm within each metric: one family of exploratory comparisons per metric
     out["m"] = 0
     for _, g in out[~out["primary"]].groupby("metric"):
         out.loc[g.index, "p_holm"] = stats.holm(g["p"].to_numpy())
@@ -294,7 +309,7 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8):
     pair = restrict(grid, [grid["reference"], end["variant"]])
     per_seed, summary = [], []
     for label, folder in runs.items():
-        scores, complete = collect_scores(pair, folder, metrics=(end["metric"],))
+        scores, complete = collect_scores(pair, folder, metrics=(end["metric"],), perceptual=False)
         if len(complete) < 2:
             continue
         diffs = stats.paired_differences(scores, grid["reference"])
@@ -429,7 +444,7 @@ def _parallel(args, seeds):
         codes.append(p.wait())
         log.close()
     print(f"ablation: jobs finished with exit codes {codes}")
-    return max(codes)
+    return next((c if c > 0 else 1 for c in codes if c), 0)     # a job killed by a signal has a negative code
 
 
 def add_cli(sub):

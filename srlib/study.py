@@ -531,29 +531,55 @@ def relocate(params, results_dir, stage_dir):
     return out
 
 
+SEEDED = ".seeded.json"      # in a staging folder: the files copied from the results folder, as (size, mtime)
+PROMOTING = ".promoting"     # in a staging folder: promote has started (run_all finishes it on the next start)
+
+
+def seed(results_dir, stage_dir):
+    """Start a staging folder as a copy of the results folder (times kept), recording every copied file's
+    size and modification time in ``SEEDED``: :func:`promote` moves back only what a run changed or made."""
+    import shutil
+    results, stage = Path(results_dir), Path(stage_dir)
+    stage.mkdir(parents=True, exist_ok=True)
+    if results.is_dir():
+        shutil.copytree(results, stage, dirs_exist_ok=True)
+    record = {str(f.relative_to(stage)): [f.stat().st_size, f.stat().st_mtime_ns]
+              for f in sorted(stage.rglob("*")) if f.is_file()}
+    (stage / SEEDED).write_text(json.dumps(record))
+    return stage
+
+
 def promote(stage_dir, results_dir):
-    """Move every file of a finished staging folder into ``results_dir``, replacing the file of the same path
-    (each by renames: a file is either the old or the new one, never a mix). Folders are merged, so a run
-    that produced only some files of a folder (``run_all.sh --from``) keeps the others (e.g. the executed
-    notebooks it did not rerun); entries the run did not produce are left alone."""
+    """Move every file a run changed or made from its staging folder into ``results_dir``, replacing the
+    file of the same path (each by renames: a file is either the old or the new one, never a mix). Files
+    unchanged since :func:`seed` stay where they are, so results changed meanwhile (another profile, a git
+    pull) are not reverted; folders are merged, so the outputs of notebooks that ``--from`` skipped stay.
+    A ``PROMOTING`` marker is written first: a promote stopped midway is finished by calling it again."""
     import shutil
     stage, results = Path(stage_dir), Path(results_dir)
     results.mkdir(parents=True, exist_ok=True)
+    (stage / PROMOTING).touch()
+    seeded = json.loads((stage / SEEDED).read_text()) if (stage / SEEDED).exists() else {}
     trash = results / f".replaced-{stage.name}"
     shutil.rmtree(trash, ignore_errors=True)
     trash.mkdir()
-    _merge(stage, results, trash)
+    _merge(stage, results, trash, stage, seeded)
     shutil.rmtree(trash)
     shutil.rmtree(stage)
     return results
 
 
-def _merge(src, dst, trash):
+def _merge(src, dst, trash, stage, seeded):
     for entry in sorted(src.iterdir()):
+        rel = str(entry.relative_to(stage))
+        if rel in (SEEDED, PROMOTING):
+            continue
         target = dst / entry.name
         if entry.is_dir() and target.is_dir():
-            _merge(entry, target, trash)
+            _merge(entry, target, trash, stage, seeded)
             continue
+        if entry.is_file() and seeded.get(rel) == [entry.stat().st_size, entry.stat().st_mtime_ns]:
+            continue                                   # the copy made by seed(), untouched by the run
         if target.exists():
             target.rename(trash / f"{len(list(trash.iterdir()))}-{entry.name}")
         entry.rename(target)
@@ -563,5 +589,7 @@ if __name__ == "__main__":
     import sys
     if len(sys.argv) == 4 and sys.argv[1] == "promote":
         print(f"run_all: results moved into {promote(sys.argv[2], sys.argv[3])}/")
+    elif len(sys.argv) == 4 and sys.argv[1] == "seed":
+        seed(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: python -m srlib.study promote STAGE_DIR RESULTS_DIR")
+        sys.exit("usage: python -m srlib.study promote|seed ...")

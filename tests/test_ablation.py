@@ -141,11 +141,16 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     table = ablation.analyze(small, scores)
     assert table["primary"].sum() == 1 and (table["seeds"] == 2).all()
     assert set(table[table["dataset"] == "pooled"]["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
-    # a rescored generator: the cache key is the generator's sha256
+    # the pilot's summary uses the endpoint's metric only, though perceptual scores are there
+    _, pilot = ablation.pilot_summary(small, {"grid": tmp_path})
+    assert len(pilot) == 1 and pilot.iloc[0]["seeds"] == 2 and np.isfinite(pilot.iloc[0]["sd"])
+    # scores of another generator (e.g. retrained, then stopped before scoring) do not count, and are redone
     side = tmp_path / "seed1" / "srgan_block" / "scores.json"
     side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
+    assert ablation.collect_scores(small, tmp_path)[1] == [0]
     df = ablation.score_run(tmp_path / "seed1" / "srgan_block", ["demo"])
     assert len(df) == 6 and '"x' not in side.read_text()
+    assert ablation.collect_scores(small, tmp_path)[1] == [0, 1]
 
 
 def test_run_all_ablation_profile_config():
@@ -159,3 +164,26 @@ def test_run_all_ablation_profile_config():
     assert params["variants"] is None and params["seeds"] is None and params["train"] is True
     assert params["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"] and params["runs_dir"] == "runs/ablation"
     assert set(profile_datasets(root / "configs" / "ablation.yaml")) >= {"quick-train", "quick-holdout", "Urban100"}
+
+
+def test_parallel_jobs_fail_when_a_job_is_killed(monkeypatch, tmp_path):
+    """--jobs: seeds dealt out round-robin, one process each; a job killed by a signal (negative exit code)
+    makes the whole command fail."""
+    import argparse
+    import subprocess
+    calls = []
+
+    class Job:
+        def __init__(self, cmd, **kwargs):
+            calls.append(cmd)
+            self.code = -9 if len(calls) == 2 else 0
+
+        def wait(self):
+            return self.code
+
+    monkeypatch.setattr(subprocess, "Popen", Job)
+    args = argparse.Namespace(grid=str(GRID), runs=str(tmp_path), jobs=2, datasets=["Set5"], variants=None, set=[],
+                              data_root=None, perceptual_datasets=[], niqe_set="quick-train")
+    assert ablation._parallel(args, [0, 1, 2]) == 1
+    seeds = [c[c.index("--seeds") + 1: c.index("--datasets")] for c in calls]
+    assert seeds == [["0", "2"], ["1"]]

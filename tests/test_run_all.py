@@ -72,6 +72,11 @@ def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
     assert "skipping notebooks/03_benchmark.ipynb (--from 04_figures)" in res.stdout
     assert (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns == first
     assert (demo / "figures" / "data_samples.png").exists() and (demo / "compare.html").exists()
+    # --to a notebook that runs several times (02_train, once per model) runs every one of them
+    res = run_all(repo, "demo", "--from", "02_train", "--to", "02_train", SRLIB_DATA=str(tmp_path / "empty"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert all(f"02_train_{m}.ipynb" in res.stdout for m in ("psnr", "attention", "srgan")), res.stdout
+    assert "skipping notebooks/03_benchmark.ipynb (--to 02_train)" in res.stdout
     assert _git(repo, "status", "--porcelain") == ""
 
 
