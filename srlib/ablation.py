@@ -12,7 +12,6 @@ each finished run is scored once per image on the benchmarks (standard protocol)
 its generator, tagged with the generator's sha256 so that a retrained run is scored again. Everything is
 resumable: an interrupted grid continues where it stopped, and finished runs are reused.
 """
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pandas as pd
 
 from . import archs, stats
 from .data import BENCHMARKS
+from .download import _sha256
 from .infer import GENERATOR_FILE
 from .io import atomic_write
 from .train import build_generator, make_config, train
@@ -112,10 +112,6 @@ def grid_overrides(grid, overrides):
 
 def run_dir(runs_dir, seed, variant):
     return Path(runs_dir) / f"seed{seed}" / variant
-
-
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def score_run(folder, datasets=BENCHMARKS, root=None, progress=False):
