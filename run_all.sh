@@ -11,6 +11,7 @@
 #   ./run_all.sh quick --from 03_benchmark --to 04_figures   only 03 and 04 (e.g. new measures, same models)
 #   ./run_all.sh ablation   the seeded ablation grid (configs/ablation_grid.yaml; hours on a CPU, resumable:
 #                           run it again to continue) and its analysis, notebook 06_ablation
+#   ./run_all.sh ablation --no-train   only the analysis of the runs finished so far (a grid in progress)
 # 1. Pre-flight: every dataset the profile reads must be under the data root ($SRLIB_DATA, else ./data);
 #    what is missing is downloaded (sizes stated first, checksums checked). If that is impossible it stops
 #    at once, naming what is missing and the fix, before touching anything.
@@ -23,12 +24,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
 force=false
+train=true
 from=""
 to=""
 shift || true
 while [ $# -gt 0 ]; do
   case "$1" in
     --force) force=true ;;
+    --no-train) train=false ;;
     --from) from="${2:?--from needs a notebook name such as 03_benchmark}"; shift ;;
     --to) to="${2:?--to needs a notebook name such as 04_figures}"; shift ;;
     *) echo "run_all: unknown option $1" >&2; exit 2 ;;
@@ -39,6 +42,7 @@ for nb in "$from" "$to"; do
   [ -z "$nb" ] || [ -f "notebooks/$nb.ipynb" ] || { echo "run_all: no notebook notebooks/$nb.ipynb" >&2; exit 2; }
 done
 [ "$profile" = smoke ] && profile=demo
+[ "$train" = true ] || [ "$profile" = ablation ] || { echo "run_all: --no-train is for the ablation profile" >&2; exit 2; }
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }
 source scripts/setup_env.sh || { echo "run_all: environment setup failed" >&2; exit 1; }
@@ -102,7 +106,7 @@ PY
 }
 
 if [ "$profile" = ablation ]; then
-  run 06_ablation 06_ablation
+  run 06_ablation 06_ablation train="$train"
 else
   run 01_data 01_data
   for model in psnr attention srgan; do

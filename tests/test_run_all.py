@@ -85,3 +85,9 @@ def test_unknown_notebook_names_stop_before_any_work(tmp_path):
         res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", *args], capture_output=True, text=True,
                              env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
         assert res.returncode == 2 and "no notebook notebooks/" in res.stderr, res.stderr
+
+
+def test_no_train_is_only_for_the_ablation_profile():
+    res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", "--no-train"], capture_output=True, text=True,
+                         env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
+    assert res.returncode == 2 and "--no-train is for the ablation profile" in res.stderr, res.stderr
