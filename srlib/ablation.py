@@ -245,6 +245,8 @@ def analyze(grid, scores, level=None):
     default the endpoint's), seeds, images, p. Columns ``comparison`` ('variant - reference'), ``primary``
     (the declared endpoint's row) and ``p_holm`` (Holm over all other rows of the same metric: the
     exploratory family; ``m`` is its size)."""
+    if scores.empty:                 # no seed at which every variant is finished yet
+        return pd.DataFrame(columns=TABLE_COLUMNS)
     end = grid["primary_endpoint"]
     level = level or end.get("level", 0.95)
     pairs = [(v, grid["reference"]) for v in runnable(grid) if v != grid["reference"]]
@@ -296,11 +298,15 @@ TABLE_COLUMNS = ["comparison", "variant", "reference", "dataset", "metric", "mea
                  "images", "p", "p_holm", "m", "primary"]
 
 
-def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8):
+def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget=None):
     """The pilot: for each budget (label -> runs folder of the primary pair), the per-seed pooled mean
     difference of the primary endpoint, its standard deviation over seeds and the smallest difference a
     t-test over ``seeds_for`` seeds detects (:func:`srlib.stats.detectable_difference`, exact power).
-    Returns (per-seed table, summary table)."""
+    With ``budget`` ({"hours": ..., "seconds_per_step": ...}: the training time allowed for the whole grid,
+    and the grid's measured training seconds per generator step and seed, all variants together) it also
+    gives, per budget, the hours per seed, the number of seeds that fit (``seeds_in_budget``) and the
+    difference that many seeds detect (``detectable_in_budget``): the pilot's choice is the budget with the
+    smallest. Returns (per-seed table, summary table)."""
     end = grid["primary_endpoint"]
     pair = restrict(grid, [grid["reference"], end["variant"]])
     per_seed, summary = [], []
@@ -318,6 +324,14 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8):
                    train_seconds_per_run=float(secs["train_seconds"].mean()))
         row.update({f"detectable_{n}_seeds": stats.detectable_difference(sd, n, level, power, exact=True)
                     for n in seeds_for})
+        if budget:
+            meta = run_dir(folder, complete[0], grid["reference"]) / "meta.json"
+            steps = json.loads(meta.read_text())["config"]["steps"]
+            hours = steps * budget["seconds_per_step"] / 3600
+            fit = int(budget["hours"] // hours)
+            row.update(steps=steps, grid_hours_per_seed=hours, seeds_in_budget=fit,
+                       detectable_in_budget=stats.detectable_difference(sd, fit, level, power, exact=True)
+                       if fit >= 2 else float("nan"))
         summary.append(row)
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 

@@ -144,6 +144,13 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     # the pilot's summary uses the endpoint's metric only, though perceptual scores are there
     _, pilot = ablation.pilot_summary(small, {"grid": tmp_path})
     assert len(pilot) == 1 and pilot.iloc[0]["seeds"] == 2 and np.isfinite(pilot.iloc[0]["sd"])
+    # with the grid's cost: 4 steps x 900 s = 1 hour per seed, so 3 hours fit 3 seeds, and 1.5 hours only 1
+    _, fits = ablation.pilot_summary(small, {"grid": tmp_path}, budget={"hours": 3, "seconds_per_step": 900})
+    row = fits.iloc[0]
+    assert (row["steps"], row["grid_hours_per_seed"], row["seeds_in_budget"]) == (4, 1.0, 3)
+    assert row["detectable_in_budget"] == pytest.approx(row["detectable_3_seeds"])
+    _, short = ablation.pilot_summary(small, {"grid": tmp_path}, budget={"hours": 1.5, "seconds_per_step": 900})
+    assert short.iloc[0]["seeds_in_budget"] == 1 and np.isnan(short.iloc[0]["detectable_in_budget"])
     # scores of another generator (e.g. retrained, then stopped before scoring) do not count, and are redone
     side = tmp_path / "seed1" / "srgan_block" / "scores.json"
     side.write_text(side.read_text().replace('"generator_sha256": "', '"generator_sha256": "x'))
@@ -162,6 +169,7 @@ def test_run_all_ablation_profile_config():
     params = notebook_parameters(root / "configs" / "ablation.yaml", root / "notebooks" / "06_ablation.ipynb")
     assert params["grid"] == "configs/ablation_grid.yaml" and params["overrides"] == {}
     assert params["variants"] is None and params["seeds"] is None and params["train"] is True
+    assert params["grid_budget"]["hours"] == 3 and params["grid_budget"]["seconds_per_step"] > 0
     assert params["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"] and params["runs_dir"] == "runs/ablation"
     assert set(profile_datasets(root / "configs" / "ablation.yaml")) >= {"quick-train", "quick-holdout", "Urban100"}
 
@@ -187,3 +195,11 @@ def test_parallel_jobs_fail_when_a_job_is_killed(monkeypatch, tmp_path):
     assert ablation._parallel(args, [0, 1, 2]) == 1
     seeds = [c[c.index("--seeds") + 1: c.index("--datasets")] for c in calls]
     assert seeds == [["0", "2"], ["1"]]
+
+
+def test_analyze_before_any_seed_is_complete(grid, tmp_path):
+    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns."""
+    scores, complete = ablation.collect_scores(grid, tmp_path)
+    assert complete == [] and scores.empty
+    table = ablation.analyze(grid, scores)
+    assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
