@@ -178,19 +178,22 @@ def _tag(path):
 def status(grid, runs_dir):
     """One row per (seed, variant): trained (complete), scored and perceptual (the cached scores belong to the
     current generator), the perceptual measures' notes, train_seconds (this run's own steps; the shared
-    warm-up is counted once, in its own folder), cpu, device, precision."""
+    warm-up is counted once, in its own folder), warmup_seconds (the warm-up this run continued, shared with
+    the other variants of its architecture and seed), cpu, device, precision."""
     rows = []
     for seed in grid["seeds"]:
         for name in runnable(grid):
             folder = run_dir(runs_dir, seed, name)
             meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
             sha = _sha256(folder / GENERATOR_FILE) if (folder / GENERATOR_FILE).exists() else None
+            warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
+            warm = json.loads(warm.read_text()) if warm.exists() else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
                              scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha,
                              perceptual=sha is not None
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
-                             train_seconds=meta.get("train_seconds"),
+                             train_seconds=meta.get("train_seconds"), warmup_seconds=warm.get("train_seconds"),
                              cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision")))
     return pd.DataFrame(rows)
 
@@ -320,8 +323,9 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
         per_seed.append(means.assign(budget=label))
         sd = float(means["diff"].std(ddof=1))
         secs = status(pair, folder)
+        secs = secs[secs["seed"].isin(complete)]
         row = dict(budget=label, seeds=len(complete), mean=float(means["diff"].mean()), sd=sd,
-                   train_seconds_per_run=float(secs["train_seconds"].mean()))
+                   train_seconds_per_run=float((secs["train_seconds"] + secs["warmup_seconds"].fillna(0)).mean()))
         row.update({f"detectable_{n}_seeds": stats.detectable_difference(sd, n, level, power, exact=True)
                     for n in seeds_for})
         if budget:

@@ -130,6 +130,7 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     measures = Perceptual()                      # the piq measures (no LPIPS backbone, no NIQE model: NaN)
     st = ablation.run_grid(small, tmp_path, datasets=["demo"], perceptual=measures, perceptual_datasets=["demo"])
     assert st["trained"].all() and st["scored"].all() and st["perceptual"].all() and len(st) == 6
+    assert (st["warmup_seconds"] > 0).all()      # each run's shared warm-up, found from its meta.json
     # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
     assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
     gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"
@@ -144,6 +145,9 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     # the pilot's summary uses the endpoint's metric only, though perceptual scores are there
     _, pilot = ablation.pilot_summary(small, {"grid": tmp_path})
     assert len(pilot) == 1 and pilot.iloc[0]["seeds"] == 2 and np.isfinite(pilot.iloc[0]["sd"])
+    pair = st[st["variant"].isin(["paper_block", "srgan_block"])]     # a run's cost includes its warm-up
+    assert pilot.iloc[0]["train_seconds_per_run"] == pytest.approx((pair["train_seconds"]
+                                                                    + pair["warmup_seconds"]).mean())
     # with the grid's cost: 4 steps x 900 s = 1 hour per seed, so 3 hours fit 3 seeds, and 1.5 hours only 1
     _, fits = ablation.pilot_summary(small, {"grid": tmp_path}, budget={"hours": 3, "seconds_per_step": 900})
     row = fits.iloc[0]
