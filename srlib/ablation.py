@@ -301,7 +301,7 @@ TABLE_COLUMNS = ["comparison", "variant", "reference", "dataset", "metric", "mea
                  "images", "p", "p_holm", "m", "primary"]
 
 
-def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget=None):
+def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget=None, target=None):
     """The pilot: for each budget (label -> runs folder of the primary pair), the per-seed pooled mean
     difference of the primary endpoint, its standard deviation over seeds and the smallest difference a
     t-test over ``seeds_for`` seeds detects (:func:`srlib.stats.detectable_difference`, exact power).
@@ -309,7 +309,8 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
     and the grid's measured training seconds per generator step and seed, all variants together) it also
     gives, per budget, the hours per seed, the number of seeds that fit (``seeds_in_budget``) and the
     difference that many seeds detect (``detectable_in_budget``): the pilot's choice is the budget with the
-    smallest. Returns (per-seed table, summary table)."""
+    smallest. With ``target`` (a difference, e.g. the issue's aim of 0.1 dB), ``seeds_for_target``: the seeds
+    that would detect it (:func:`srlib.stats.seeds_needed`). Returns (per-seed table, summary table)."""
     end = grid["primary_endpoint"]
     pair = restrict(grid, [grid["reference"], end["variant"]])
     per_seed, summary = [], []
@@ -336,6 +337,12 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
             row.update(steps=steps, grid_hours_per_seed=hours, seeds_in_budget=fit,
                        detectable_in_budget=stats.detectable_difference(sd, fit, level, power, exact=True)
                        if fit >= 2 else float("nan"))
+        if target:
+            try:
+                need = stats.seeds_needed(sd, target, level, power)
+            except ValueError:          # beyond any study
+                need = float("inf")
+            row.update(target=float(target), seeds_for_target=need)
         summary.append(row)
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 

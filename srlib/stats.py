@@ -203,3 +203,22 @@ def detectable_difference(sd_of_seed_means, n_seeds, level=0.95, power=0.8, exac
             return stats.nct.sf(crit, df, nc) + far_tail - power
         delta = brentq(gap, 0.0, 2 * delta)
     return float(delta)
+
+
+def seeds_needed(sd_of_seed_means, difference, level=0.95, power=0.8, limit=100_000):
+    """Fewest seeds (at least 2) whose t-test detects ``difference`` with ``power``: the smallest ``n`` with
+    ``detectable_difference(sd, n, level, power, exact=True) <= difference``, found by bisection (the
+    detectable difference falls as ``n`` grows). ValueError beyond ``limit`` seeds."""
+    sd, target = float(sd_of_seed_means), float(difference)
+    if target <= 0:
+        raise ValueError(f"need a positive difference, got {difference}")
+
+    def enough(n):
+        return detectable_difference(sd, n, level, power, exact=True) <= target
+    if not enough(limit):
+        raise ValueError(f"more than {limit} seeds needed to detect {target} at sd {sd}")
+    lo, hi = 1, limit                   # enough(hi); lo is below the answer (n = 1 has no t-test)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi

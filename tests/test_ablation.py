@@ -153,6 +153,8 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     row = fits.iloc[0]
     assert (row["steps"], row["grid_hours_per_seed"], row["seeds_in_budget"]) == (4, 1.0, 3)
     assert row["detectable_in_budget"] == pytest.approx(row["detectable_3_seeds"])
+    _, aim = ablation.pilot_summary(small, {"grid": tmp_path}, target=0.1)
+    assert aim.iloc[0]["seeds_for_target"] == stats.seeds_needed(aim.iloc[0]["sd"], 0.1)
     _, short = ablation.pilot_summary(small, {"grid": tmp_path}, budget={"hours": 1.5, "seconds_per_step": 900})
     assert short.iloc[0]["seeds_in_budget"] == 1 and np.isnan(short.iloc[0]["detectable_in_budget"])
     # scores of another generator (e.g. retrained, then stopped before scoring) do not count, and are redone

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as st
 
 from srlib.stats import (detectable_difference, hierarchical_bootstrap, holm, paired_differences, pool_datasets,
-                         seed_t_interval)
+                         seed_t_interval, seeds_needed)
 
 
 def _diffs(x, variant="v", dataset="Set5", metric="psnr"):
@@ -120,3 +120,15 @@ def test_detectable_difference():
     assert detectable_difference(1.0, 10) < detectable_difference(1.0, 3)
     with pytest.raises(ValueError):
         detectable_difference(1.0, 1)
+
+
+def test_seeds_needed_inverts_detectable_difference():
+    for sd in (0.1, 0.45):
+        for n in (2, 3, 5, 12):
+            d = detectable_difference(sd, n, exact=True)
+            assert seeds_needed(sd, d * 1.0001) == n            # n seeds detect d; n - 1 do not
+    # the normal approximation's ((z_0.975 + z_0.8) sd / d)^2 is close for many seeds
+    assert abs(seeds_needed(0.45, 0.1) - (2.8016 * 0.45 / 0.1) ** 2) < 3
+    assert seeds_needed(0.0, 0.1) == 2
+    with pytest.raises(ValueError):
+        seeds_needed(0.45, 0.0)
