@@ -20,7 +20,7 @@ def grid():
 
 
 def test_grid_builds_every_variant(grid):
-    assert grid["reference"] == "paper_block" and grid["seeds"] == [0, 1, 2]
+    assert grid["reference"] == "paper_block" and grid["seeds"] == [0, 1, 2, 3, 4]
     assert grid["primary_endpoint"]["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"]
     assert runnable(grid) == list(grid["variants"])          # no variant is left as todo
     configs = variant_configs(grid, seed=2)
@@ -61,7 +61,7 @@ def test_grid_errors(tmp_path):
                             ("norm: none, attention: channel", "norm: foo, attention: channel", "norm must be"),
                             ("reference: paper_block", "reference: nope", "reference"),
                             ("  variant: srgan_block", "  variant: paper_block", "primary_endpoint"),
-                            ("seeds: [0, 1, 2]", "seeds: [0, 0]", "seeds")]:
+                            ("seeds: [0, 1, 2, 3, 4]", "seeds: [0, 0]", "seeds")]:
         path = tmp_path / "grid.yaml"
         path.write_text(text.replace(old, new, 1))
         with pytest.raises(ValueError, match=match):
