@@ -420,7 +420,8 @@ def loss_terms(grid, runs_dir):
             if "adversarial" in acc:
                 rows.append(dict(variant=name, seed=seed, adversarial_share_first=acc["adversarial"][0],
                                  adversarial_share_last=acc["adversarial"][1], d_of_g=acc["g_score"]))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["variant", "seed", "adversarial_share_first", "adversarial_share_last",
+                                       "d_of_g"])   # the columns also when no such run has finished
 
 
 def _cli(args):

@@ -141,6 +141,9 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     assert complete == [0, 1] and set(scores["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     table = ablation.analyze(small, scores)
     assert table["primary"].sum() == 1 and (table["seeds"] == 2).all()
+    terms = ablation.loss_terms(small, tmp_path)       # the GAN run at each seed, its adversarial share in [0, 1]
+    assert list(terms["variant"]) == ["paper_loss"] * 2 and list(terms["seed"]) == [0, 1]
+    assert terms[["adversarial_share_first", "adversarial_share_last"]].stack().between(0, 1).all()
     assert set(table[table["dataset"] == "pooled"]["metric"]) == {"psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"}
     # the pilot's summary uses the endpoint's metric only, though perceptual scores are there
     _, pilot = ablation.pilot_summary(small, {"grid": tmp_path})
@@ -209,3 +212,5 @@ def test_analyze_before_any_seed_is_complete(grid, tmp_path):
     assert complete == [] and scores.empty
     table = ablation.analyze(grid, scores)
     assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
+    terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
+    assert terms.empty and "adversarial_share_last" in terms.columns
