@@ -179,6 +179,7 @@ def test_run_all_ablation_profile_config():
     assert params["grid"] == "configs/ablation_grid.yaml" and params["overrides"] == {}
     assert params["variants"] is None and params["seeds"] is None and params["train"] is True
     assert params["grid_budget"]["hours"] == 3 and params["grid_budget"]["seconds_per_step"] > 0
+    assert params["pilot_seeds"] == [0, 1, 2]          # the 900-step pilot is not trained at seeds 3 and 4
     assert params["datasets"] == ["Set5", "Set14", "BSD100", "Urban100"] and params["runs_dir"] == "runs/ablation"
     assert set(profile_datasets(root / "configs" / "ablation.yaml")) >= {"quick-train", "quick-holdout", "Urban100"}
 
