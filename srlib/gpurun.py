@@ -20,6 +20,7 @@ it (64 MiB in all), and returns files of at most 16 MiB. So the study's GPU run 
 
 ``scripts/gpu_run.sh`` wraps the three; ``--dry`` runs the same path on the CPU with tiny settings.
 """
+import gzip
 import json
 import math
 import os
@@ -361,6 +362,12 @@ def unpack(path, dest):
                 shutil.copyfileobj(src, whole)
         whole.seek(0)
         try:
+            # the whole gzip stream first, to its CRC: tarfile stops at the end-of-archive blocks, so a
+            # transfer cut short after them would otherwise extract without an error
+            with gzip.GzipFile(fileobj=whole) as stream:
+                while stream.read(1 << 20):
+                    pass
+            whole.seek(0)
             with tarfile.open(fileobj=whole, mode="r:gz") as tar:
                 members = tar.getmembers()
                 for m in members:

@@ -103,8 +103,11 @@ def test_malformed_archives_give_clear_errors(tmp_path, capsys):
     with pytest.raises(gpurun.GpuRunError, match="no meta.json"):
         gpurun.unpack(foreign, tmp_path / "d")
     whole = gpurun.write_archive(fake_work(tmp_path, 100), tmp_path / "out")[0]
-    whole.write_bytes(whole.read_bytes()[:-40])           # cut short, as a broken transfer
-    with pytest.raises(gpurun.GpuRunError, match="not a readable"):
-        gpurun.unpack(whole, tmp_path / "e")
+    data = whole.read_bytes()
+    for cut in (1, 8, 40, 200):                           # cut short, as a broken transfer: even by the
+        whole.write_bytes(data[:-cut])                    # gzip trailer alone, after the tar's end blocks
+        with pytest.raises(gpurun.GpuRunError, match="not a readable"):
+            gpurun.unpack(whole, tmp_path / f"e{cut}")
+        assert not any((tmp_path / f"e{cut}").rglob("*"))     # nothing extracted from a damaged archive
     assert main(["gpu-results", str(bad), "--results", str(tmp_path / "r")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "r").exists()
