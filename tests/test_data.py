@@ -111,6 +111,34 @@ def test_plain_folder_and_mod_crop(tmp_path):
     assert np.array_equal(it.lr, degrade(it.hr, 4))
 
 
+def test_eval_set_cache_reuses_copies_and_sees_changed_files(tmp_path, monkeypatch):
+    folder = write_set(tmp_path, "Mine", [(32, 40), (24, 24)])
+    reads = []
+    real = data.read_checked
+    monkeypatch.setattr(data, "read_checked", lambda f, sha=None: reads.append(f) or real(f, sha))
+    first = load_eval_set(str(folder), scale=4)
+    assert len(reads) == 2
+    first[0].hr[:] = 0                  # a caller's edit must not reach the cache
+    first[0].lr[:] = 0
+    again = load_eval_set(str(folder), scale=4)
+    assert len(reads) == 2              # served from memory
+    fresh = data._load_eval_set(data.entries(str(folder)), 4, "generate", "matlab")     # reads 2 more
+    for a, b in zip(again, fresh):
+        assert a.name == b.name and np.array_equal(a.hr, b.hr) and np.array_equal(a.lr, b.lr)
+    # a rewritten file (new pixels, new size) is read again
+    Image.fromarray(np.full((36, 44, 3), 7, np.uint8)).save(folder / "im1.png")
+    changed = load_eval_set(str(folder), scale=4)
+    assert len(reads) == 6 and changed[1].hr.shape == (36, 44, 3) and (changed[1].hr == 7).all()
+    # the cache holds at most EVAL_CACHE_BYTES, oldest sets dropped first
+    monkeypatch.setattr(data, "_EVAL_CACHE", {})
+    monkeypatch.setattr(data, "EVAL_CACHE_BYTES", data._nbytes(changed) + 100)
+    load_eval_set(str(folder), scale=4)
+    load_eval_set(str(write_set(tmp_path, "Other", [(16, 16)])), scale=4)
+    assert [len(v) for v in data._EVAL_CACHE.values()] == [1]       # the 2-image set was dropped
+    monkeypatch.setattr(data, "EVAL_CACHE_BYTES", 0)
+    assert len(load_eval_set(str(folder), scale=4)) == 2 and not data._EVAL_CACHE
+
+
 def test_eval_set_reads_dataset_lr(data_root):
     items = load_eval_set("Set14", data_root, 4, lr_source="dataset")
     comic = next(it for it in items if it.name == "comic")
