@@ -347,6 +347,46 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 
 
+def markdown(table, grid, complete, metrics=("psnr", "ssim"), path=None):
+    """The README's ablation table from :func:`analyze`'s ``table``: one row per comparison, the pooled
+    difference of each of ``metrics`` with its interval, p and Holm p; the primary endpoint first and in bold.
+    ``complete``: the seeds analyzed (those at which every variant has finished). Written to ``path``
+    (atomically) when given; returns the text."""
+    end = grid["primary_endpoint"]
+    pooled = table[(table["dataset"] == "pooled") & table["metric"].isin(metrics)]
+    level = round(100 * end.get("level", 0.95))
+    lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
+             f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
+             f"p, and Holm-adjusted p over the exploratory comparisons of the same metric (m each). Seeds "
+             f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
+             "", "| comparison | " + " | ".join(f"{m.upper()} [{level}% CI] | p | Holm p" for m in metrics) + " |",
+             "|---|" + "---|---|---|" * len(metrics)]
+    comps = list(dict.fromkeys(pooled.sort_values("primary", ascending=False, kind="stable")["comparison"]))
+    for comp in comps:
+        rows = pooled[pooled["comparison"] == comp].set_index("metric")
+        primary = bool(rows["primary"].any())
+        cells = [f"**{comp} (primary)**" if primary else comp]
+        for m in metrics:
+            if m not in rows.index:
+                cells += ["", "", ""]
+                continue
+            r, d = rows.loc[m], 2 if m == "psnr" else 4
+            cells += [f"{r['mean']:+.{d}f} [{_num(r['ci_low'], f'+.{d}f')}, {_num(r['ci_high'], f'+.{d}f')}]",
+                      _num(r["p"], ".3f"),
+                      "(confirmatory)" if bool(r["primary"]) else f"{_num(r['p_holm'], '.3f')} (m={int(r['m'])})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not comps:
+        lines.append("| (no seed complete yet) |" + " |" * (3 * len(metrics)))
+    text = "\n".join(lines) + "\n"
+    if path:
+        atomic_write(path, lambda f: f.write(text.encode()))
+    return text
+
+
+def _num(x, spec):
+    return "n/a" if pd.isna(x) else format(x, spec)
+
+
 def plot_forest(table, metric="psnr", path=None):
     """Forest plot of :func:`analyze`'s table: each comparison's mean difference and interval, one panel per
     dataset (pooled first); the primary endpoint in red. Differences are variant minus reference."""

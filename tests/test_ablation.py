@@ -109,6 +109,35 @@ def test_analyze_known_answers(grid):
     assert np.allclose(expl["p_holm"].dropna(), stats.holm(expl["p"].to_numpy())[expl["p"].notna().to_numpy()])
 
 
+def test_markdown_table(grid):
+    effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
+               "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    md = ablation.markdown(table, grid, [0, 1, 2]).splitlines()
+    assert "Seeds analyzed: 3 of 5 (0, 1, 2)" in md[0] and "at 500 steps" in md[0]
+    rows = md[4:]
+    assert len(rows) == len(runnable(grid)) - 1 + len(grid["contrasts"])     # every comparison once
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)
+    assert rows[0].startswith("| **srgan_block - paper_block (primary)** | "
+                              f"+0.20 [{0.2 - half:+.2f}, {0.2 + half:+.2f}] | ")
+    assert "(confirmatory)" in rows[0] and rows[0].endswith("|  |  |  |")        # no SSIM in these scores
+    contrast = next(r for r in rows if r.startswith("| srgan_model - paper_loss |"))
+    assert "+0.50 [+0.50, +0.50]" in contrast and "(m=" in contrast
+    empty = ablation.markdown(ablation.analyze(grid, _synthetic(grid).iloc[:0]), grid, [])
+    assert "Seeds analyzed: 0 of 5 (none)" in empty and "(no seed complete yet)" in empty
+
+
+def test_readme_ablation_table_is_the_results_table():
+    """The README's ablation table is results/ablation.md (written by ./run_all.sh ablation), line for line."""
+    top = Path(__file__).resolve().parents[1]
+    md = top / "results" / "ablation.md"
+    if not md.exists():
+        pytest.skip("results/ablation.md not written yet")
+    table = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    readme = (top / "README.md").read_text().splitlines()
+    assert table and all(line in readme for line in table)
+
+
 def test_restrict_and_overrides(grid):
     small = ablation.restrict(grid, ["paper_block", "srgan_block", "srgan_model"], datasets=["Set5"])
     assert runnable(small) == ["paper_block", "srgan_block", "srgan_model"] and small["contrasts"] == []
