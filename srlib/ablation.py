@@ -347,14 +347,16 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 
 
-def markdown(table, grid, complete, metrics=("psnr", "ssim"), path=None):
-    """The README's ablation table from :func:`analyze`'s ``table``: one row per comparison, the pooled
-    difference of each of ``metrics`` with its interval, p and Holm p; the primary endpoint first and in bold.
-    ``complete``: the seeds analyzed (those at which every variant has finished). Written to ``path``
-    (atomically) when given; returns the text."""
+def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None):
+    """The README's ablation table from :func:`analyze`'s ``table`` (at interval ``level``, default the
+    endpoint's): one row per comparison, the pooled difference of each of ``metrics`` with its interval, p and
+    Holm p; the primary endpoint first and in bold. ``complete``: the seeds analyzed (those at which every
+    variant has finished). Written to ``path`` (atomically) when given; returns the text."""
     end = grid["primary_endpoint"]
+    if not end.get("pooled", True) or end["metric"] not in metrics:
+        raise ValueError(f"the table shows pooled {list(metrics)}; the primary endpoint {end} is not among them")
     pooled = table[(table["dataset"] == "pooled") & table["metric"].isin(metrics)]
-    level = round(100 * end.get("level", 0.95))
+    level = round(100 * (level or end.get("level", 0.95)))
     lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
              f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
              f"p, and Holm-adjusted p over the exploratory comparisons of the same metric (m each). Seeds "
@@ -363,20 +365,19 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), path=None):
              "|---|" + "---|---|---|" * len(metrics)]
     comps = list(dict.fromkeys(pooled.sort_values("primary", ascending=False, kind="stable")["comparison"]))
     for comp in comps:
-        rows = pooled[pooled["comparison"] == comp].set_index("metric")
-        primary = bool(rows["primary"].any())
-        cells = [f"**{comp} (primary)**" if primary else comp]
+        rows = pooled[pooled["comparison"] == comp].drop_duplicates("metric").set_index("metric")
+        cells = [f"**{comp} (primary)**" if rows["primary"].any() else comp]
         for m in metrics:
             if m not in rows.index:
                 cells += ["", "", ""]
                 continue
-            r, d = rows.loc[m], 2 if m == "psnr" else 4
-            cells += [f"{r['mean']:+.{d}f} [{_num(r['ci_low'], f'+.{d}f')}, {_num(r['ci_high'], f'+.{d}f')}]",
-                      _num(r["p"], ".3f"),
-                      "(confirmatory)" if bool(r["primary"]) else f"{_num(r['p_holm'], '.3f')} (m={int(r['m'])})"]
+            r, d = rows.loc[m], f"+.{2 if m == 'psnr' else 4}f"
+            cells += [f"{_num(r['mean'], d)} [{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]", _p(r["p"]),
+                      "(confirmatory)" if bool(r["primary"]) else f"{_p(r['p_holm'])} (m={int(r['m'])})"]
         lines.append("| " + " | ".join(cells) + " |")
     if not comps:
-        lines.append("| (no seed complete yet) |" + " |" * (3 * len(metrics)))
+        why = "no pooled rows" if complete else "no seed complete yet"
+        lines.append(f"| ({why}) |" + " |" * (3 * len(metrics)))
     text = "\n".join(lines) + "\n"
     if path:
         atomic_write(path, lambda f: f.write(text.encode()))
@@ -385,6 +386,10 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), path=None):
 
 def _num(x, spec):
     return "n/a" if pd.isna(x) else format(x, spec)
+
+
+def _p(p):
+    return "<0.001" if not pd.isna(p) and p < 0.001 else _num(p, ".3f")
 
 
 def plot_forest(table, metric="psnr", path=None):

@@ -198,16 +198,17 @@ def load_eval_set(name, root=None, scale=4, lr_source="generate", degradation="m
     Decoding, checking and degrading a set costs far more than its key, and a process that scores many
     generators (an ablation grid, a benchmark) loads the same sets again and again, so the sets last
     loaded with generated LR are kept in memory, up to ``EVAL_CACHE_BYTES`` in all, keyed by each HR
-    file's path, size, modification time and expected hash (a changed file is read again). Callers get
+    file's path, inode, size, times and expected hash (a changed file is read again). Callers get
     their own copies."""
     found = entries(name, root)
     if lr_source != "generate":
         return _load_eval_set(found, scale, lr_source, degradation)
     key = (scale, degradation, tuple((str(Path(f).resolve()), *_stat(f), sha) for f, sha in found))
     items = _EVAL_CACHE.pop(key, None) or _load_eval_set(found, scale, lr_source, degradation)
-    _EVAL_CACHE[key] = items                        # most recently used last
-    while sum(map(_nbytes, _EVAL_CACHE.values())) > EVAL_CACHE_BYTES:
-        _EVAL_CACHE.pop(next(iter(_EVAL_CACHE)))    # may drop this set too: it is returned all the same
+    if _nbytes(items) <= EVAL_CACHE_BYTES:
+        _EVAL_CACHE[key] = items                    # most recently used last
+        while sum(map(_nbytes, _EVAL_CACHE.values())) > EVAL_CACHE_BYTES:
+            _EVAL_CACHE.pop(next(iter(_EVAL_CACHE)))
     return [EvalImage(it.name, it.hr.copy(), it.lr.copy(), it.gray) for it in items]
 
 
@@ -216,8 +217,8 @@ def _nbytes(items):
 
 
 def _stat(path):
-    st = Path(path).stat()
-    return st.st_size, st.st_mtime_ns
+    st = Path(path).stat()     # ctime and inode too: copies that keep mtime (cp -p, rsync -t) change them
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _load_eval_set(found, scale, lr_source, degradation):

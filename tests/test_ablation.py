@@ -122,7 +122,11 @@ def test_markdown_table(grid):
                               f"+0.20 [{0.2 - half:+.2f}, {0.2 + half:+.2f}] | ")
     assert "(confirmatory)" in rows[0] and rows[0].endswith("|  |  |  |")        # no SSIM in these scores
     contrast = next(r for r in rows if r.startswith("| srgan_model - paper_loss |"))
-    assert "+0.50 [+0.50, +0.50]" in contrast and "(m=" in contrast
+    assert "+0.50 [+0.50, +0.50] | <0.001 |" in contrast and "(m=" in contrast
+    no_effect = next(r for r in rows if r.startswith("| no_norm - paper_block |"))
+    assert "+0.00 [+0.00, +0.00] | n/a | n/a (m=" in no_effect                 # zero spread: no p
+    with pytest.raises(ValueError, match="primary endpoint"):
+        ablation.markdown(table, grid, [0, 1, 2], metrics=("ssim",))
     empty = ablation.markdown(ablation.analyze(grid, _synthetic(grid).iloc[:0]), grid, [])
     assert "Seeds analyzed: 0 of 5 (none)" in empty and "(no seed complete yet)" in empty
 
@@ -133,9 +137,15 @@ def test_readme_ablation_table_is_the_results_table():
     md = top / "results" / "ablation.md"
     if not md.exists():
         pytest.skip("results/ablation.md not written yet")
-    table = [line for line in md.read_text().splitlines() if line.startswith("|")]
+    text = md.read_text().splitlines()
+    table = [line for line in text if line.startswith("|")]
     readme = (top / "README.md").read_text().splitlines()
-    assert table and all(line in readme for line in table)
+    assert text[0] in readme, "the table's caption (seeds analyzed) differs from results/ablation.md"
+    assert table[0] in readme, "the README has no ablation table (run ./run_all.sh ablation --no-train)"
+    at = readme.index(table[0])
+    block = readme[at:at + len(table) + 1]
+    assert block[:len(table)] == table and not block[-1].startswith("|"), \
+        "the README's ablation table differs from results/ablation.md (run ./run_all.sh ablation --no-train)"
 
 
 def test_restrict_and_overrides(grid):

@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -129,14 +131,32 @@ def test_eval_set_cache_reuses_copies_and_sees_changed_files(tmp_path, monkeypat
     Image.fromarray(np.full((36, 44, 3), 7, np.uint8)).save(folder / "im1.png")
     changed = load_eval_set(str(folder), scale=4)
     assert len(reads) == 6 and changed[1].hr.shape == (36, 44, 3) and (changed[1].hr == 7).all()
-    # the cache holds at most EVAL_CACHE_BYTES, oldest sets dropped first
+    # the cache holds at most EVAL_CACHE_BYTES, oldest sets dropped first; a set larger than that is not kept
     monkeypatch.setattr(data, "_EVAL_CACHE", {})
     monkeypatch.setattr(data, "EVAL_CACHE_BYTES", data._nbytes(changed) + 100)
     load_eval_set(str(folder), scale=4)
-    load_eval_set(str(write_set(tmp_path, "Other", [(16, 16)])), scale=4)
+    other = write_set(tmp_path, "Other", [(16, 16)])
+    load_eval_set(str(other), scale=4)
     assert [len(v) for v in data._EVAL_CACHE.values()] == [1]       # the 2-image set was dropped
-    monkeypatch.setattr(data, "EVAL_CACHE_BYTES", 0)
-    assert len(load_eval_set(str(folder), scale=4)) == 2 and not data._EVAL_CACHE
+    monkeypatch.setattr(data, "EVAL_CACHE_BYTES", data._nbytes(load_eval_set(str(other), scale=4)))
+    assert len(load_eval_set(str(folder), scale=4)) == 2 and [len(v) for v in data._EVAL_CACHE.values()] == [1]
+
+
+def test_eval_set_cache_sees_a_copy_that_keeps_size_and_mtime(tmp_path):
+    """cp -p / rsync -t: same size (BMP), same mtime, other pixels; the cache must not serve the old ones."""
+    folder = tmp_path / "Bmp" / "HR"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / "a.bmp")
+    st = (folder / "a.bmp").stat()
+    (first,) = load_eval_set(str(folder), scale=4)
+    new = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(new).save(tmp_path / "b.bmp")
+    shutil.copyfile(tmp_path / "b.bmp", folder / "a.bmp")
+    os.utime(folder / "a.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (folder / "a.bmp").stat().st_size == st.st_size and (folder / "a.bmp").stat().st_mtime_ns == st.st_mtime_ns
+    (again,) = load_eval_set(str(folder), scale=4)
+    assert np.array_equal(again.hr, new) and not np.array_equal(first.hr, new)
 
 
 def test_eval_set_reads_dataset_lr(data_root):
