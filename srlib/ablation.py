@@ -149,7 +149,7 @@ def score_perceptual(folder, measures, datasets, root=None):
 
 
 def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENCHMARKS, overrides=None,
-             progress=False, perceptual=None, perceptual_datasets=("Set5", "Set14")):
+             progress=False, perceptual=None, perceptual_datasets=("Set5", "Set14"), score=True):
     """Train and score every (seed, variant) of ``grid`` (a dict from :func:`load_grid`) that is not done,
     seed by seed (so that a stopped grid leaves whole seeds), variants in file order. ``seeds``/``variants``
     restrict it; ``overrides`` go over ``common`` (:func:`grid_overrides`). With ``perceptual`` (a
@@ -165,6 +165,8 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
             folder = run_dir(runs_dir, seed, name)
             print(f"ablation: seed {seed}, {name}", flush=True)
             train(cfg, folder)
+            if not score:
+                continue
             score_run(folder, datasets, root)
             if perceptual is not None:
                 score_perceptual(folder, perceptual, perceptual_datasets, root)
@@ -483,7 +485,7 @@ def _cli(args):
         measures = default_perceptual(args.niqe_set, args.data_root, cache=project_path("cache"))
     st = run_grid(grid, args.runs, seeds=seeds, variants=args.variants, root=args.data_root,
                   datasets=args.datasets, overrides=overrides, progress=args.progress, perceptual=measures,
-                  perceptual_datasets=args.perceptual_datasets or ())
+                  perceptual_datasets=args.perceptual_datasets or (), score=not args.no_score)
     print(st.to_string(index=False))
     return 0
 
@@ -501,6 +503,7 @@ def _parallel(args, seeds):
                *map(str, seeds[k::args.jobs]), "--datasets", *args.datasets]
         cmd += (["--variants", *args.variants] if args.variants else []) + (["--set", *args.set] if args.set else [])
         cmd += ["--data-root", args.data_root] if args.data_root else []
+        cmd += ["--no-score"] if args.no_score else []
         if args.perceptual_datasets:
             cmd += ["--perceptual-datasets", *args.perceptual_datasets, "--niqe-set", args.niqe_set]
         log = open(logs / f"job{k}.log", "w")
@@ -528,4 +531,5 @@ def add_cli(sub):
                    help="also score the perceptual measures on these (e.g. Set5 Set14); default: none")
     a.add_argument("--niqe-set", default="quick-train", help="HR images NIQE is fitted on (default quick-train)")
     a.add_argument("--jobs", type=int, default=1, help="processes at once, seeds dealt out among them (GPU)")
+    a.add_argument("--no-score", action="store_true", help="train only; score later (run_all's analysis does)")
     a.set_defaults(func=_cli)
