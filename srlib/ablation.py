@@ -114,17 +114,23 @@ def run_dir(runs_dir, seed, variant):
     return Path(runs_dir) / f"seed{seed}" / variant
 
 
-def score_run(folder, datasets=BENCHMARKS, root=None, progress=False):
+def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference="calibrated"):
     """Per-image standard-protocol scores of a run's generator on ``datasets`` (DataFrame: dataset, image,
-    psnr, ssim), cached in ``folder/scores.csv`` with ``scores.json`` (generator sha256, datasets); the cache
-    is used only while both match."""
+    psnr, ssim, mean offsets), under ``inference`` ('calibrated', the default, or 'whole'), cached in
+    ``folder/scores.csv`` (``scores-whole.csv``) with its ``.json`` tag (generator sha256, datasets, inference
+    mode); the cache is used only while all match. A generator trained before calibration existed is
+    calibrated first (:func:`srlib.calibration.calibrate_run`; its file changes, so old scores are redone)."""
+    from .calibration import calibrate_run
     from .evaluate import evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
-    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets}
-    csv, side = folder / "scores.csv", folder / "scores.json"
+    calibrate_run(folder, root)
+    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "inference": inference}
+    stem = "scores" if inference == "calibrated" else f"scores-{inference}"
+    csv, side = folder / f"{stem}.csv", folder / f"{stem}.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
-    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress)
+    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress,
+                  inference=inference)
     df = df.drop(columns=["method", "protocol"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))   # after the CSV: a crash
@@ -137,12 +143,13 @@ def score_perceptual(folder, measures, datasets, root=None):
     the measures' notes: which LPIPS backbone, which NIQE model), used only while all match."""
     from .evaluate import evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
-    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes}
+    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes,
+           "inference": "calibrated"}
     csv, side = folder / "perceptual.csv", folder / "perceptual.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
     df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), perceptual=measures)
-    df = df.drop(columns=["method", "protocol", "psnr", "ssim"])
+    df = df.drop(columns=["method", "protocol", "psnr", "ssim", "inference", "offset_r", "offset_g", "offset_b"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))
     return df
@@ -167,7 +174,8 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
             train(cfg, folder)
             if not score:
                 continue
-            score_run(folder, datasets, root)
+            for mode in ("calibrated", "whole"):     # the default inference, and whole-image for the record
+                score_run(folder, datasets, root, inference=mode)
             if perceptual is not None:
                 score_perceptual(folder, perceptual, perceptual_datasets, root)
     return status(grid, runs_dir)
@@ -191,7 +199,10 @@ def status(grid, runs_dir):
             warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
             warm = json.loads(warm.read_text()) if warm.exists() else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
-                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha,
+                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha
+                             and _tag(folder / "scores.json").get("inference") == "calibrated",
+                             scored_whole=sha is not None
+                             and _tag(folder / "scores-whole.json").get("generator_sha256") == sha,
                              perceptual=sha is not None
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
@@ -200,15 +211,18 @@ def status(grid, runs_dir):
     return pd.DataFrame(rows)
 
 
-def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True):
+def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, inference="calibrated"):
     """The scores of the finished runs as the long table of :mod:`srlib.stats` (variant, seed, dataset,
     image, metric, value), restricted to seeds at which every runnable variant is scored, so that every
     difference is paired. The perceptual measures (:func:`score_perceptual`) are added when every run of
     those seeds has them, all with the same measures (the same LPIPS backbone and NIQE model), and
     ``perceptual``; on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out.
+    ``inference`` 'whole' reads the whole-image scores instead (``scores-whole.csv``; no perceptual measures).
     Returns (scores, complete seeds)."""
     st = status(grid, runs_dir)
-    complete = [s for s, g in st.groupby("seed", sort=False) if g["scored"].all()]
+    flag = "scored" if inference == "calibrated" else "scored_whole"
+    perceptual = perceptual and inference == "calibrated"
+    complete = [s for s, g in st.groupby("seed", sort=False) if g[flag].all()]
     done = st[st["seed"].isin(complete)]
     with_perceptual = (perceptual and bool(complete) and done["perceptual"].all()
                        and done["perceptual_notes"].nunique() == 1)
@@ -216,7 +230,8 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True):
     for seed in complete:
         for name in runnable(grid):
             folder = run_dir(runs_dir, seed, name)
-            df = pd.read_csv(folder / "scores.csv", dtype={"image": str})
+            stem = "scores" if inference == "calibrated" else f"scores-{inference}"
+            df = pd.read_csv(folder / f"{stem}.csv", dtype={"image": str})
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
             if with_perceptual:

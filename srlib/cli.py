@@ -16,7 +16,7 @@ def _evaluate(args):
     # several checkpoints may share a run-folder name: label them by path so their scores never merge
     label = (lambda m: m) if len(args.method) > 1 else (lambda m: None)
     frames = [summarize(evaluate(m, datasets, args.data_root, args.scale, protocols, device=args.device,
-                                 label=label(m), progress=True))
+                                 label=label(m), progress=True, inference=args.inference))
               for m in args.method]
     import pandas as pd
     table = pd.concat(frames, ignore_index=True)
@@ -46,6 +46,9 @@ def build_parser():
     e.add_argument("--scale", type=int, default=4)
     e.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
     e.add_argument("--device", default=None)
+    e.add_argument("--inference", choices=["calibrated", "whole"], default="calibrated",
+                   help="calibrated (default): GroupNorm with the statistics stored at the training extent; "
+                        "whole: each image's own statistics (as srlib <= 0.4 scored)")
     e.add_argument("--csv", default=None, help="write the table to this CSV file")
     e.set_defaults(func=_evaluate)
 
@@ -63,7 +66,7 @@ def build_parser():
 def _extensions():
     """Sub-commands defined next to their implementation (train, upscale, bench)."""
     regs = []
-    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation", "gpurun"):
+    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation", "gpurun", "calibration"):
         try:
             m = __import__(f"srlib.{mod}", fromlist=["add_cli"])
         except ModuleNotFoundError as e:

@@ -48,7 +48,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import archs, losses
+from . import archs, calibration, losses
 from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
 from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint,
                     load_generator, pick_device, save_checkpoint, save_generator, state_hash, upscale_array)
@@ -496,6 +496,8 @@ def _train(cfg, out, resume, force):
             if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
                 _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
+                if calibration.calibrate_run(out, cfg.data_root):   # trained before calibration existed
+                    done = json.loads(meta_path.read_text())
                 return done
     if ckpt_path.exists() and resume and not force:
         ckpt = load_checkpoint(ckpt_path)
@@ -528,7 +530,7 @@ def _train(cfg, out, resume, force):
     if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and main_steps:
         wdir = warmup_run_dir(cfg)
         train(warmup_config(cfg), wdir, resume=True, force=False)
-        _, warm = load_generator(wdir / GENERATOR_FILE)
+        _, warm = load_generator(wdir / GENERATOR_FILE, inference="whole")   # only its weights are read
         G.load_state_dict(warm["G"])
         start = cfg.warmup_steps
         history = [{**row, "shared": wdir.name} for row in load_checkpoint(wdir / "checkpoint.pt")["history"]]
@@ -587,6 +589,9 @@ def _train(cfg, out, resume, force):
     sampler0 = StepSampler(len(dataset), cfg.batch_size, 0, 1, cfg.seed)
     fixed = torch.utils.data.default_collate([dataset[i] for i in sampler0.batch(0)])
     fixed = [t.to(device).contiguous(memory_format=fmt) for t in fixed]
+    calib_lr = calibration.crops(dataset) if archs.group_norms(G) else None   # validated models are calibrated
+    if calib_lr is not None:
+        meta["calibration"] = calibration.record(cfg)
     precision = training_precision(cfg.amp, device)
     meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
                               "sha256": set_digest(dataset.hashes)},
@@ -662,6 +667,10 @@ def _train(cfg, out, resume, force):
             continue
         if ema is not None:
             G_eval.load_state_dict(ema.state)
+        if calib_lr is not None:      # validation and the exported generator use the default inference
+            calibration.calibrate(G_eval, calib_lr)
+            if ema is not None:
+                calibration.calibrate(G, calib_lr)
         if tune_items:
             row.update({f"tune_{k}": v for k, v in validate(G_eval, tune_items, cfg.scale, ("standard",)).items()})
             if ema is not None:
@@ -670,7 +679,7 @@ def _train(cfg, out, resume, force):
         row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
                    seconds=round(time.perf_counter() - t0, 1))
         history.append(row)
-        export = ema.state if ema is not None else G.state_dict()
+        export = G_eval.state_dict()
         state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
                  "D": D.state_dict() if D is not None else None, "opt_G": opt_g.state_dict(),
                  "opt_D": opt_d.state_dict() if opt_d is not None else None,
