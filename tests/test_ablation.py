@@ -247,10 +247,14 @@ def test_parallel_jobs_fail_when_a_job_is_killed(monkeypatch, tmp_path):
 
 
 def test_analyze_before_any_seed_is_complete(grid, tmp_path):
-    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns."""
-    scores, complete = ablation.collect_scores(grid, tmp_path)
-    assert complete == [] and scores.empty
-    table = ablation.analyze(grid, scores)
-    assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
-    terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
-    assert terms.empty and "adversarial_share_last" in terms.columns
+    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns.
+    The analysis only reads: it takes no lock, so a run being trained (its folder locked) does not stop it."""
+    from srlib.lock import lock
+    with lock(ablation.run_dir(tmp_path, grid["seeds"][0], grid["reference"])):
+        scores, complete = ablation.collect_scores(grid, tmp_path)
+        assert complete == [] and scores.empty
+        table = ablation.analyze(grid, scores)
+        assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
+        terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
+        assert terms.empty and "adversarial_share_last" in terms.columns
+        assert not ablation.status(grid, tmp_path)["trained"].any()
