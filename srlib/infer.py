@@ -101,10 +101,11 @@ def autocast(precision, device):
 
 
 def save_checkpoint(path, state):
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename); a full disk
+    is a :class:`srlib.io.WriteError` that says how many bytes it needed."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()), size=buf.getbuffer().nbytes)
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -16,6 +16,7 @@ from .data import project_path  # noqa: F401  (the notebooks call study.project_
 from .evaluate import bicubic, evaluate, summarize, write_csv
 from .infer import GENERATOR_FILE, load_generator, pick_device, upscale_array
 from .io import atomic_write
+from .lock import LOCK_NAME
 from .metrics import to_uint8
 
 RUN_MODELS = ("srgan", "attention", "psnr")
@@ -624,7 +625,7 @@ def promote(stage_dir, results_dir):
 def _merge(src, dst, trash, stage, seeded):
     for entry in sorted(src.iterdir()):
         rel = str(entry.relative_to(stage))
-        if rel in (SEEDED, PROMOTING):
+        if rel in (SEEDED, PROMOTING) or entry.name == LOCK_NAME:     # a killed run's lock file stays behind
             continue
         target = dst / entry.name
         if entry.is_dir() and target.is_dir():
@@ -637,11 +638,34 @@ def _merge(src, dst, trash, stage, seeded):
         entry.rename(target)
 
 
+def notebook_failure(path):
+    """Where an executed notebook (papermill's output) failed, in one line: 'cell [N] (its first line of code):
+    ErrorName: the first line of its message', N its execution count (or 'code cell N', counted in the
+    executed notebook, where it has none); None when no cell holds an error."""
+    try:
+        cells = json.loads(Path(path).read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    for n, cell in enumerate(code, 1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                source = "".join(cell.get("source", "")).strip().splitlines()
+                first = next((line for line in source if not line.startswith("#")), source[0] if source else "")
+                message = (str(out.get("evalue", "")).strip().splitlines() or [""])[0]
+                count = cell.get("execution_count")
+                where = f"cell [{count}]" if count else f"code cell {n}"
+                return f"{where} (`{first[:80]}`): {out.get('ename', 'error')}: {message[:300]}"
+    return None
+
+
 if __name__ == "__main__":
     import sys
-    if len(sys.argv) == 4 and sys.argv[1] == "promote":
+    if len(sys.argv) == 3 and sys.argv[1] == "failure":
+        print(notebook_failure(sys.argv[2]) or "no cell holds an error (stopped from outside?)")
+    elif len(sys.argv) == 4 and sys.argv[1] == "promote":
         print(f"run_all: results moved into {promote(sys.argv[2], sys.argv[3])}/")
     elif len(sys.argv) == 4 and sys.argv[1] == "seed":
         seed(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: python -m srlib.study promote|seed ...")
+        sys.exit("usage: python -m srlib.study promote|seed|failure ...")

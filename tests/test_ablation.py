@@ -240,17 +240,21 @@ def test_parallel_jobs_fail_when_a_job_is_killed(monkeypatch, tmp_path):
 
     monkeypatch.setattr(subprocess, "Popen", Job)
     args = argparse.Namespace(grid=str(GRID), runs=str(tmp_path), jobs=2, datasets=["Set5"], variants=None, set=[],
-                              data_root=None, perceptual_datasets=[], niqe_set="quick-train")
+                              data_root=None, perceptual_datasets=[], niqe_set="quick-train", no_score=False)
     assert ablation._parallel(args, [0, 1, 2]) == 1
     seeds = [c[c.index("--seeds") + 1: c.index("--datasets")] for c in calls]
     assert seeds == [["0", "2"], ["1"]]
 
 
 def test_analyze_before_any_seed_is_complete(grid, tmp_path):
-    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns."""
-    scores, complete = ablation.collect_scores(grid, tmp_path)
-    assert complete == [] and scores.empty
-    table = ablation.analyze(grid, scores)
-    assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
-    terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
-    assert terms.empty and "adversarial_share_last" in terms.columns
+    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns.
+    The analysis only reads: it takes no lock, so a run being trained (its folder locked) does not stop it."""
+    from srlib.lock import lock
+    with lock(ablation.run_dir(tmp_path, grid["seeds"][0], grid["reference"])):
+        scores, complete = ablation.collect_scores(grid, tmp_path)
+        assert complete == [] and scores.empty
+        table = ablation.analyze(grid, scores)
+        assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
+        terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
+        assert terms.empty and "adversarial_share_last" in terms.columns
+        assert not ablation.status(grid, tmp_path)["trained"].any()
