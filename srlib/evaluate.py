@@ -88,7 +88,7 @@ def write_csv(df, path, decimals=4):
 
 def bicubic_table(datasets, root=None, csv_path=None, scale=4):
     """Bicubic x``scale`` on ``datasets`` in both protocols; optionally written to ``csv_path``."""
-    table = summarize(evaluate("bicubic", datasets, root, scale))
+    table = summarize(evaluate("bicubic", datasets, root, scale)).drop(columns="inference", errors="ignore")
     if csv_path:
         write_csv(table, csv_path)
     return table

@@ -12,7 +12,8 @@ measure that on real images (results/extent.csv, written by notebook 03_benchmar
 - ``layer``: the whole image with one GroupNorm layer calibrated and every other normalizing by the image's
   own statistics ('only k'), and the converse ('all but k'): which layers carry the shift.
 - ``calibration``: the whole image calibrated from crops of other extents (half, twice, four times the
-  training extent) and from fewer or more crops: whether the statistics depend on the extent (zero-padded
+  training extent; a setting no training image is large enough for is skipped with a printed note) and
+  from fewer or more crops: whether the statistics depend on the extent (zero-padded
   borders weigh more in a small crop) or on the content, and the choice of :data:`srlib.calibration.CROPS`.
 - ``gates``: the channel-attention gates on the whole image against their means over the tiles of the
   training extent (largest absolute difference per image): what the remaining global pool contributes.
@@ -30,6 +31,7 @@ from . import archs, calibration
 from .data import TrainDataset, load_eval_set, resolve_datasets
 from .evaluate import mean_offset
 from .infer import load_generator
+from .io import ImageError
 from .metrics import image_scores
 
 COLUMNS = ["generator", "probe", "setting", "extent", "inference", "dataset", "images", "psnr", "ssim",
@@ -146,8 +148,12 @@ def probe(path, name, datasets, root=None, extents=None, detail=None):
                                  (f"{train_extent * 2}-px crops", cfg["crop"] * 2, calibration.CROPS),
                                  (f"{train_extent * 4}-px crops", cfg["crop"] * 4, calibration.CROPS),
                                  ("64 crops", cfg["crop"], 64), ("1024 crops", cfg["crop"], 1024)):
-            trial = copy.deepcopy(model)
-            calibration.calibrate(trial, _training_crops(cfg, root, crop, n))
+            try:
+                lr = _training_crops(cfg, root, crop, n)
+            except ImageError as e:          # e.g. 4x the quick extent: 384 px, larger than every T91 image
+                print(f"extent: calibration from {setting} skipped: {e}", flush=True)
+                continue
+            trial = calibration.calibrate(copy.deepcopy(model), lr)
             for ds, items in small.items():
                 add("calibration", setting, 0, "calibrated", ds, _score(trial, items, scale))
         for m, (mean, var) in zip(norms, stats):

@@ -161,7 +161,7 @@ def test_committed_attention_generator_keeps_set5_colours(data_root, tmp_path):
     1 level of HR per channel, and `srlib upscale` with default options writes the outputs scoring scores."""
     from PIL import Image
 
-    from srlib.data import to_uint8
+    from srlib.metrics import to_uint8
     from srlib.upscale import main
     path = RESULTS / "attention" / "generator.safetensors"
     model, ck = load_generator(path)
