@@ -26,7 +26,9 @@ from .io import atomic_write
 from .train import build_generator, make_config, train
 
 GRID_KEYS = {"common", "seeds", "reference", "primary_endpoint", "variants"}
-OPTIONAL_KEYS = {"contrasts"}
+OPTIONAL_KEYS = {"contrasts", "reanalysis"}
+REANALYSIS_KEYS = {"inference", "family", "contrasts_in_family", "record", "declared"}
+FAMILIES = ("all", "pooled")     # Holm over every exploratory row, or over the pooled rows only
 ENDPOINT_KEYS = {"variant", "metric", "datasets", "pooled", "level"}
 TEXT_KEYS = ("note", "todo")                   # a variant's keys that are not TrainConfig fields
 
@@ -65,6 +67,13 @@ def load_grid(path):
         if not (isinstance(pair, list) and len(pair) == 2 and all(p in variants for p in pair)
                 and pair[0] != pair[1]):
             raise ValueError(f"{path}: contrast {pair!r} must be [variant, reference], two different variants")
+    again = grid.get("reanalysis")
+    if again is not None:
+        from .archs import INFERENCE
+        if not isinstance(again, dict) or not {"inference", "family"} <= set(again) <= REANALYSIS_KEYS \
+                or again["inference"] not in INFERENCE or again["family"] not in FAMILIES:
+            raise ValueError(f"{path}: reanalysis needs inference {list(INFERENCE)} and family {list(FAMILIES)} "
+                             f"(optional {sorted(REANALYSIS_KEYS - {'inference', 'family'})}), got {again!r}")
     for name in variants:
         try:
             cfg = _config(grid, name, seeds[0])
@@ -259,12 +268,20 @@ def restrict(grid, variants=None, datasets=None):
     return out
 
 
-def analyze(grid, scores, level=None):
+def family(grid):
+    """The declared exploratory family: 'all' (every non-primary row of a metric, per set and pooled, contrasts
+    included: the analysis of record before the re-analysis) or the grid's ``reanalysis`` family."""
+    again = grid.get("reanalysis") or {}
+    return again.get("family", "all"), bool(again.get("contrasts_in_family", True))
+
+
+def analyze(grid, scores, level=None, family_=None):
     """The ablation table: every variant against the reference, and every contrast, per benchmark and pooled
     over the primary endpoint's datasets, for each metric: mean difference, t interval over seeds (``level``,
     default the endpoint's), seeds, images, p. Columns ``comparison`` ('variant - reference'), ``primary``
-    (the declared endpoint's row) and ``p_holm`` (Holm over all other rows of the same metric: the
-    exploratory family; ``m`` is its size)."""
+    (the declared endpoint's row) and ``p_holm`` (Holm over the exploratory family of the same metric, ``m``
+    its size; rows outside the family are descriptive: NaN and 0). ``family_``: (family, contrasts in it),
+    default :func:`family` of the grid."""
     if scores.empty:                 # no seed at which every variant is finished yet
         return pd.DataFrame(columns=TABLE_COLUMNS)
     end = grid["primary_endpoint"]
@@ -292,7 +309,13 @@ def analyze(grid, scores, level=None):
         raise ValueError(f"primary endpoint {end} does not select exactly one row of the table")
     out["p_holm"] = np.nan           # Holm within each metric: one family of exploratory comparisons per metric
     out["m"] = 0
-    for _, g in out[~out["primary"]].groupby("metric"):
+    fam, with_contrasts = family_ or family(grid)
+    member = ~out["primary"]
+    if fam == "pooled":
+        member &= out["dataset"] == "pooled"
+    if not with_contrasts:
+        member &= out["reference"] == grid["reference"]
+    for _, g in out[member].groupby("metric"):
         out.loc[g.index, "p_holm"] = stats.holm(g["p"].to_numpy())
         out.loc[g.index, "m"] = int(g["p"].notna().sum())
     return out[TABLE_COLUMNS]
@@ -376,7 +399,7 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     level = round(100 * (level or end.get("level", 0.95)))
     lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
              f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
-             f"p, and Holm-adjusted p over the exploratory comparisons of the same metric (m each). Seeds "
+             f"p, and Holm-adjusted p over {_family_text(grid)} of the same metric (m each). Seeds "
              f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
              "", "| comparison | " + " | ".join(f"{m.upper()} [{level}% CI] | p | Holm p" for m in metrics) + " |",
              "|---|" + "---|---|---|" * len(metrics)]
@@ -390,7 +413,8 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
                 continue
             r, d = rows.loc[m], f"+.{2 if m == 'psnr' else 4}f"
             cells += [f"{_num(r['mean'], d)} [{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]", _p(r["p"]),
-                      "(confirmatory)" if bool(r["primary"]) else f"{_p(r['p_holm'])} (m={int(r['m'])})"]
+                      "(confirmatory)" if bool(r["primary"]) else
+                      f"{_p(r['p_holm'])} (m={int(r['m'])})" if r["m"] else "(descriptive)"]
         lines.append("| " + " | ".join(cells) + " |")
     if not comps:
         why = "no pooled rows" if complete else "no seed complete yet"
@@ -399,6 +423,15 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     if path:
         atomic_write(path, lambda f: f.write(text.encode()))
     return text
+
+
+def _family_text(grid):
+    fam, with_contrasts = family(grid)
+    if fam == "all":
+        return "the exploratory comparisons (every other row, per set and pooled)"
+    contrasts = " and of each contrast" if with_contrasts else "; contrasts descriptive"
+    return f"the declared exploratory family (the pooled row of each variant minus the reference{contrasts}; " \
+           "per-set rows descriptive)"
 
 
 def _num(x, spec):
