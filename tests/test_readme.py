@@ -30,7 +30,7 @@ def _missing(expected, readme):
 def test_readme_table1_is_results_table1():
     """Every table row of results/table1.md (both protocols, the inference modes) is in the README as it is."""
     rows = _table_rows((RESULTS / "table1.md").read_text())
-    assert len(rows) >= 14
+    assert len(rows) >= 10                 # the two protocol tables at least
     missing = _missing(rows, (TOP / "README.md").read_text())
     assert not missing, f"README rows not as in results/table1.md (python scripts/readme_tables.py): {missing}"
 
