@@ -61,4 +61,6 @@ def test_benchmark_notebook_writes_table1(tmp_path):
     md = (results / "table1.md").read_text()
     assert "New model (Wu, Table 1)" in md and "LPIPS" in md and "random-init" in md
     per_image = pd.read_csv(results / "per_image.csv")
-    assert len(per_image) == 4 * 2 * 6  # methods x protocols x demo images
+    # (methods + the whole-image rows of the 2 GroupNorm models) x protocols x images
+    assert len(per_image) == (4 + 2) * 2 * 6
+    assert (per_image.inference == "whole").sum() == 2 * 2 * 6
