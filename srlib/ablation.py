@@ -123,6 +123,10 @@ def run_dir(runs_dir, seed, variant):
     return Path(runs_dir) / f"seed{seed}" / variant
 
 
+def _scores_stem(inference):
+    return "scores" if inference == "calibrated" else f"scores-{inference}"
+
+
 def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference="calibrated"):
     """Per-image standard-protocol scores of a run's generator on ``datasets`` (DataFrame: dataset, image,
     psnr, ssim, mean offsets), under ``inference`` ('calibrated', the default, or 'whole'), cached in
@@ -134,8 +138,7 @@ def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference=
     folder, datasets = Path(folder), list(datasets)
     calibrate_run(folder, root)
     tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "inference": inference}
-    stem = "scores" if inference == "calibrated" else f"scores-{inference}"
-    csv, side = folder / f"{stem}.csv", folder / f"{stem}.json"
+    csv, side = folder / f"{_scores_stem(inference)}.csv", folder / f"{_scores_stem(inference)}.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
     df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress,
@@ -194,6 +197,11 @@ def _tag(path):
     return json.loads(Path(path).read_text()) if Path(path).exists() else {}
 
 
+def _scored(folder, sha, inference):
+    tag = _tag(folder / f"{_scores_stem(inference)}.json")
+    return sha is not None and tag.get("generator_sha256") == sha and tag.get("inference") == inference
+
+
 def status(grid, runs_dir):
     """One row per (seed, variant): trained (complete), scored and perceptual (the cached scores belong to the
     current generator), the perceptual measures' notes, train_seconds (this run's own steps; the shared
@@ -208,10 +216,7 @@ def status(grid, runs_dir):
             warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
             warm = json.loads(warm.read_text()) if warm.exists() else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete", generator_sha256=sha,
-                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha
-                             and _tag(folder / "scores.json").get("inference") == "calibrated",
-                             scored_whole=sha is not None
-                             and _tag(folder / "scores-whole.json").get("generator_sha256") == sha,
+                             scored=_scored(folder, sha, "calibrated"), scored_whole=_scored(folder, sha, "whole"),
                              perceptual=sha is not None
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
@@ -239,8 +244,7 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, in
     for seed in complete:
         for name in runnable(grid):
             folder = run_dir(runs_dir, seed, name)
-            stem = "scores" if inference == "calibrated" else f"scores-{inference}"
-            df = pd.read_csv(folder / f"{stem}.csv", dtype={"image": str})
+            df = pd.read_csv(folder / f"{_scores_stem(inference)}.csv", dtype={"image": str})
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
             if with_perceptual:

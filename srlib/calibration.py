@@ -2,7 +2,7 @@
 
 The paper's block normalizes with GroupNorm, whose statistics are those of the input it sees. Trained on
 24-px LR crops (quick profile), it sees 24-px statistics; run on a whole image it sees others, and its output
-shifts in colour (up to +6 levels on Set5, results/extent.csv). As BatchNorm keeps running statistics for
+shifts in colour (results/extent.csv measures by how much). As BatchNorm keeps running statistics for
 evaluation, :func:`calibrate` measures each GroupNorm's per-group mean and variance on LR crops of the
 training extent, drawn from the run's own training images with its degradation (never benchmark images),
 and stores them in the layers (:class:`srlib.archs.CalibratedGroupNorm`); the generator file keeps them.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .archs import group_norms
+from .archs import group_norms, is_calibrated
 
 CROPS = 256          # calibration crops (chosen on the held-out split: results/extent.csv, 'calibration' rows)
 EPOCH = 10 ** 9      # a crop-stream epoch that training never reaches: calibration crops are not training crops
@@ -70,6 +70,14 @@ def measure(model, lr, batch=BATCH):
     return [(s[0] / len(lr), s[1] / len(lr)) for s in sums]
 
 
+def training_dataset(config, root=None, crop=None):
+    """The :class:`srlib.data.TrainDataset` of a run's saved ``config`` (a dict, as in meta.json and the
+    generator file), as training built it; ``crop`` (HR px) overrides the config's."""
+    from .data import TrainDataset, resolve_datasets
+    return TrainDataset(resolve_datasets(config["train_sets"], root), root, crop or config["crop"], config["scale"],
+                        config["degradation"], True, config.get("repeat", 1), config["seed"], None)
+
+
 def calibrate(model, lr, batch=BATCH):
     """Store :func:`measure`'s statistics in ``model``'s GroupNorm layers; returns ``model``."""
     for m, (mean, var) in zip(group_norms(model), measure(model, lr, batch)):
@@ -90,17 +98,16 @@ def calibrate_run(folder, root=None):
     (a run trained before calibration existed): the crops come from its own config's training images.
     Also records the calibration and, where missing, the git commit and the training data's digest in
     meta.json and the file's metadata. Returns True when the file was rewritten."""
-    from .data import TrainDataset, resolve_datasets, set_digest
+    from .data import set_digest
     from .infer import GENERATOR_FILE, load_generator, save_generator
     from .train import TrainConfig, _plain, _write_json, git_state
     folder = Path(folder)
     model, ckpt = load_generator(folder / GENERATOR_FILE, device="cpu")
-    if not group_norms(model) or all(m.calibrated for m in group_norms(model)):
+    if is_calibrated(model):
         return False
     fields = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**{**fields, "betas": tuple(fields.get("betas", (0.9, 0.999)))})
-    dataset = TrainDataset(resolve_datasets(cfg.train_sets, root), root, cfg.crop, cfg.scale, cfg.degradation,
-                           True, cfg.repeat, cfg.seed, None)
+    dataset = training_dataset(ckpt["config"], root)
     calibrate(model, crops(dataset))
     rec = {**record(cfg), "git": git_state(), "when": "after training (run trained before calibration existed)"}
     file_meta = {**ckpt["meta"], "calibration": rec}

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from . import archs, calibration
-from .data import TrainDataset, load_eval_set, resolve_datasets
+from .data import load_eval_set, resolve_datasets
 from .evaluate import mean_offset
 from .infer import load_generator
 from .io import ImageError
@@ -72,9 +72,7 @@ def _score(model, items, scale, n=None):
 
 
 def _training_crops(config, root, crop=None, n=calibration.CROPS):
-    ds = TrainDataset(resolve_datasets(config["train_sets"], root), root, crop or config["crop"], config["scale"],
-                      config["degradation"], True, 1, config["seed"])
-    return calibration.crops(ds, n)
+    return calibration.crops(calibration.training_dataset(config, root, crop), n)
 
 
 def gate_shift(model, items, extent):
