@@ -152,8 +152,8 @@ def hr_scores(datasets, root, perceptual):
 def write_perceptual(per_image, hr, notes, results_dir):
     """``perceptual.csv`` (per method and dataset: mean PSNR/SSIM and every perceptual measure, standard
     protocol rows, HR's own values last) and ``perceptual.md`` (the table with directions and notes)."""
-    from .perceptual import MEASURES
-    cols = ("psnr", "ssim") + MEASURES
+    from .perceptual import COUNTS, MEASURES
+    cols = ("psnr", "ssim") + MEASURES + COUNTS
     std = pd.concat([per_image[per_image.protocol == "standard"], hr], ignore_index=True)
     table = summarize(std, cols).drop(columns="protocol")
     write_csv(table, Path(results_dir) / "perceptual.csv")
@@ -171,17 +171,22 @@ def perceptual_markdown(table, notes):
     for ds, g in table.groupby("dataset", sort=False):
         rows = [f"| {r['method']} | " + " | ".join(_num(r[c], c) for c in cols) + " |" for _, r in g.iterrows()]
         n = int(g["images"].iloc[0])
-        out.append(f"#### {ds} ({n} images)\n\n" + head + "\n" + "\n".join(rows) + "\n")
+        blocks = f", {g['niqe_blocks'].iloc[0]:.1f} NIQE blocks per image" if "niqe_blocks" in g else ""
+        out.append(f"#### {ds} ({n} images{blocks})\n\n" + head + "\n" + "\n".join(rows) + "\n")
     lines = ["Standard protocol for PSNR/SSIM; the other measures on RGB with the same 4-pixel border shaved "
              "(srlib.perceptual). HR: the measures of the HR images themselves (NIQE of real photographs; the "
              "full-reference values are their ideal).",
-             f"LPIPS: {notes.get('lpips', '?')}.", f"NIQE model: {notes.get('niqe', '?')} (not the published "
-             "NIQE parameters, which cannot be fetched here: compare NIQE values only with each other)."]
+             f"LPIPS: {notes.get('lpips', '?')}.",
+             f"STLPIPS_ALEX: {notes.get('stlpips_alex', '?')}.",
+             f"NIQE_LIVE: {notes.get('niqe_live', '?')}; 96x96 blocks of Y, 4-pixel border shaved (PIRM's protocol), "
+             "blocks per image in the headings.",
+             f"NIQE_SRLIB: {notes.get('niqe_srlib', notes.get('niqe', '?'))} (srlib's own fit, not the published "
+             "NIQE parameters: compare its values only with each other)."]
     return "\n".join(out) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
 
 
 def _num(v, measure):
-    return "–" if pd.isna(v) else f"{v:.{2 if measure in ('psnr', 'niqe') else 4}f}"
+    return "–" if pd.isna(v) else f"{v:.{2 if measure in ('psnr', 'niqe', 'niqe_live', 'niqe_srlib') else 4}f}"
 
 
 def sharpen(img, amount=1.5, sigma=2.0):
@@ -468,13 +473,17 @@ def plot_distributions(per_image, path=None, protocol="standard"):
     return fig
 
 
-def plot_perception_distortion(table, path=None, perception="niqe"):
+def plot_perception_distortion(table, path=None, perception="niqe_srlib"):
     """Blau and Michaeli's perception-distortion plane per benchmark: each method (and bicubic) at its mean
     PSNR (distortion; right is better) and mean no-reference score ``perception`` (NIQE; down is more
-    natural), from :func:`write_perceptual`'s table. HR's own NIQE is the dashed line: what a perfectly
-    natural output would score. Axes are per benchmark."""
+    natural; 'niqe_srlib', the column formerly named 'niqe', or 'niqe_live'), from :func:`write_perceptual`'s
+    table (an older table's 'niqe' is read as 'niqe_srlib'). HR's own NIQE is the dashed line: what a
+    perfectly natural output would score. Axes are per benchmark."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from .perceptual import current_names
+    table = current_names(table)
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
     models = table[table["method"] != "HR"]
