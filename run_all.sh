@@ -20,6 +20,12 @@
 #    a failed or interrupted run never changes committed results. Run it again to continue: finished
 #    runs are reused (also the committed ones, which have no resume checkpoint) and interrupted ones
 #    resume from their last validation.
+# 3. One run_all per profile at a time: it holds the lock .staging/<profile>.lock for its whole life (released
+#    by the kernel however it ends, so a killed run_all never blocks the next). A second one on the same
+#    profile stops at once, before touching anything, naming the holder (pid, host, start time): exit 75.
+#    Each training run folder has its own lock too (a `srlib train` or `srlib ablation` writing a run this
+#    needs stops it with exit 75 and that message); readers (--no-train, evaluate, verify) take none.
+# A notebook that fails is named with its cell and the first line of the error; results/ is then unchanged.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
@@ -46,6 +52,12 @@ done
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }
 source scripts/setup_env.sh || { echo "run_all: environment setup failed" >&2; exit 1; }
+mkdir -p .staging
+exec 9<>".staging/$profile.lock"        # fd 9 stays open (the lock held) until this script ends
+if ! python -m srlib.lock --fd 9 --pid $$ ".staging/$profile"; then   # says who holds it
+  echo "run_all: another run_all is running on profile $profile; nothing was changed" >&2
+  exit 75
+fi
 python -m srlib prepare "$config" || { echo "run_all: stopped before any work: the data above is missing" >&2; exit 3; }
 results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common']['results_dir'])")
 stage=".staging/$profile"
@@ -97,8 +109,9 @@ PY
   rc=${PIPESTATUS[0]}
   set -e
   if [ "$rc" -ne 0 ]; then
-    echo "run_all: $nb failed; the executed notebook with the error is $out; $results/ is unchanged." >&2
-    echo "run_all: run the same command again to continue from there." >&2
+    echo "run_all: $nb failed in $(python -m srlib.study failure "$out" 2>/dev/null || echo "a cell (unreadable $out)")" >&2
+    echo "run_all: the executed notebook with the error is $out; $results/ is unchanged." >&2
+    echo "run_all: run the same command again to continue from there (finished work is reused)." >&2
     exit 1
   fi
   timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")

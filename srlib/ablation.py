@@ -26,7 +26,9 @@ from .io import atomic_write
 from .train import build_generator, make_config, train
 
 GRID_KEYS = {"common", "seeds", "reference", "primary_endpoint", "variants"}
-OPTIONAL_KEYS = {"contrasts"}
+OPTIONAL_KEYS = {"contrasts", "reanalysis"}
+REANALYSIS_KEYS = {"inference", "family", "contrasts_in_family", "record", "declared"}
+FAMILIES = ("all", "pooled")     # Holm over every exploratory row, or over the pooled rows only
 ENDPOINT_KEYS = {"variant", "metric", "datasets", "pooled", "level"}
 TEXT_KEYS = ("note", "todo")                   # a variant's keys that are not TrainConfig fields
 
@@ -65,6 +67,13 @@ def load_grid(path):
         if not (isinstance(pair, list) and len(pair) == 2 and all(p in variants for p in pair)
                 and pair[0] != pair[1]):
             raise ValueError(f"{path}: contrast {pair!r} must be [variant, reference], two different variants")
+    again = grid.get("reanalysis")
+    if again is not None:
+        from .archs import INFERENCE
+        if not isinstance(again, dict) or not {"inference", "family"} <= set(again) <= REANALYSIS_KEYS \
+                or again["inference"] not in INFERENCE or again["family"] not in FAMILIES:
+            raise ValueError(f"{path}: reanalysis needs inference {list(INFERENCE)} and family {list(FAMILIES)} "
+                             f"(optional {sorted(REANALYSIS_KEYS - {'inference', 'family'})}), got {again!r}")
     for name in variants:
         try:
             cfg = _config(grid, name, seeds[0])
@@ -114,17 +123,23 @@ def run_dir(runs_dir, seed, variant):
     return Path(runs_dir) / f"seed{seed}" / variant
 
 
-def score_run(folder, datasets=BENCHMARKS, root=None, progress=False):
+def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference="calibrated"):
     """Per-image standard-protocol scores of a run's generator on ``datasets`` (DataFrame: dataset, image,
-    psnr, ssim), cached in ``folder/scores.csv`` with ``scores.json`` (generator sha256, datasets); the cache
-    is used only while both match."""
+    psnr, ssim, mean offsets), under ``inference`` ('calibrated', the default, or 'whole'), cached in
+    ``folder/scores.csv`` (``scores-whole.csv``) with its ``.json`` tag (generator sha256, datasets, inference
+    mode); the cache is used only while all match. A generator trained before calibration existed is
+    calibrated first (:func:`srlib.calibration.calibrate_run`; its file changes, so old scores are redone)."""
+    from .calibration import calibrate_run
     from .evaluate import evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
-    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets}
-    csv, side = folder / "scores.csv", folder / "scores.json"
+    calibrate_run(folder, root)
+    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "inference": inference}
+    stem = "scores" if inference == "calibrated" else f"scores-{inference}"
+    csv, side = folder / f"{stem}.csv", folder / f"{stem}.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
-    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress)
+    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress,
+                  inference=inference)
     df = df.drop(columns=["method", "protocol"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))   # after the CSV: a crash
@@ -137,12 +152,13 @@ def score_perceptual(folder, measures, datasets, root=None):
     the measures' notes: which LPIPS backbone, which NIQE model), used only while all match."""
     from .evaluate import evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
-    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes}
+    tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes,
+           "inference": "calibrated"}
     csv, side = folder / "perceptual.csv", folder / "perceptual.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
     df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), perceptual=measures)
-    df = df.drop(columns=["method", "protocol", "psnr", "ssim"])
+    df = df.drop(columns=["method", "protocol", "psnr", "ssim", "inference", "offset_r", "offset_g", "offset_b"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))
     return df
@@ -167,7 +183,8 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
             train(cfg, folder)
             if not score:
                 continue
-            score_run(folder, datasets, root)
+            for mode in ("calibrated", "whole"):     # the default inference, and whole-image for the record
+                score_run(folder, datasets, root, inference=mode)
             if perceptual is not None:
                 score_perceptual(folder, perceptual, perceptual_datasets, root)
     return status(grid, runs_dir)
@@ -191,7 +208,10 @@ def status(grid, runs_dir):
             warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
             warm = json.loads(warm.read_text()) if warm.exists() else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
-                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha,
+                             scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha
+                             and _tag(folder / "scores.json").get("inference") == "calibrated",
+                             scored_whole=sha is not None
+                             and _tag(folder / "scores-whole.json").get("generator_sha256") == sha,
                              perceptual=sha is not None
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
@@ -200,16 +220,19 @@ def status(grid, runs_dir):
     return pd.DataFrame(rows)
 
 
-def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True):
+def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, inference="calibrated"):
     """The scores of the finished runs as the long table of :mod:`srlib.stats` (variant, seed, dataset,
     image, metric, value), restricted to seeds at which every runnable variant is scored, so that every
     difference is paired. The perceptual measures (:func:`score_perceptual`) are added when every run of
     those seeds has them, all with the same measures (the same LPIPS backbone and NIQE model), and
     ``perceptual``; on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out.
+    ``inference`` 'whole' reads the whole-image scores instead (``scores-whole.csv``; no perceptual measures).
     Returns (scores, complete seeds)."""
     from .perceptual import MEASURES, current_names
     st = status(grid, runs_dir)
-    complete = [s for s, g in st.groupby("seed", sort=False) if g["scored"].all()]
+    flag = "scored" if inference == "calibrated" else "scored_whole"
+    perceptual = perceptual and inference == "calibrated"
+    complete = [s for s, g in st.groupby("seed", sort=False) if g[flag].all()]
     done = st[st["seed"].isin(complete)]
     with_perceptual = (perceptual and bool(complete) and done["perceptual"].all()
                        and done["perceptual_notes"].nunique() == 1)
@@ -217,7 +240,8 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True):
     for seed in complete:
         for name in runnable(grid):
             folder = run_dir(runs_dir, seed, name)
-            df = pd.read_csv(folder / "scores.csv", dtype={"image": str})
+            stem = "scores" if inference == "calibrated" else f"scores-{inference}"
+            df = pd.read_csv(folder / f"{stem}.csv", dtype={"image": str})
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
             if with_perceptual:
@@ -247,12 +271,20 @@ def restrict(grid, variants=None, datasets=None):
     return out
 
 
-def analyze(grid, scores, level=None):
+def family(grid):
+    """The declared exploratory family: 'all' (every non-primary row of a metric, per set and pooled, contrasts
+    included: the analysis of record before the re-analysis) or the grid's ``reanalysis`` family."""
+    again = grid.get("reanalysis") or {}
+    return again.get("family", "all"), bool(again.get("contrasts_in_family", True))
+
+
+def analyze(grid, scores, level=None, family_=None):
     """The ablation table: every variant against the reference, and every contrast, per benchmark and pooled
     over the primary endpoint's datasets, for each metric: mean difference, t interval over seeds (``level``,
     default the endpoint's), seeds, images, p. Columns ``comparison`` ('variant - reference'), ``primary``
-    (the declared endpoint's row) and ``p_holm`` (Holm over all other rows of the same metric: the
-    exploratory family; ``m`` is its size)."""
+    (the declared endpoint's row) and ``p_holm`` (Holm over the exploratory family of the same metric, ``m``
+    its size; rows outside the family are descriptive: NaN and 0). ``family_``: (family, contrasts in it),
+    default :func:`family` of the grid."""
     if scores.empty:                 # no seed at which every variant is finished yet
         return pd.DataFrame(columns=TABLE_COLUMNS)
     end = grid["primary_endpoint"]
@@ -280,7 +312,13 @@ def analyze(grid, scores, level=None):
         raise ValueError(f"primary endpoint {end} does not select exactly one row of the table")
     out["p_holm"] = np.nan           # Holm within each metric: one family of exploratory comparisons per metric
     out["m"] = 0
-    for _, g in out[~out["primary"]].groupby("metric"):
+    fam, with_contrasts = family_ or family(grid)
+    member = ~out["primary"]
+    if fam == "pooled":
+        member &= out["dataset"] == "pooled"
+    if not with_contrasts:
+        member &= out["reference"] == grid["reference"]
+    for _, g in out[member].groupby("metric"):
         out.loc[g.index, "p_holm"] = stats.holm(g["p"].to_numpy())
         out.loc[g.index, "m"] = int(g["p"].notna().sum())
     return out[TABLE_COLUMNS]
@@ -364,7 +402,7 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     level = round(100 * (level or end.get("level", 0.95)))
     lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
              f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
-             f"p, and Holm-adjusted p over the exploratory comparisons of the same metric (m each). Seeds "
+             f"p, and Holm-adjusted p over {_family_text(grid)} of the same metric (m each). Seeds "
              f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
              "", "| comparison | " + " | ".join(f"{m.upper()} [{level}% CI] | p | Holm p" for m in metrics) + " |",
              "|---|" + "---|---|---|" * len(metrics)]
@@ -378,7 +416,8 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
                 continue
             r, d = rows.loc[m], f"+.{2 if m == 'psnr' else 4}f"
             cells += [f"{_num(r['mean'], d)} [{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]", _p(r["p"]),
-                      "(confirmatory)" if bool(r["primary"]) else f"{_p(r['p_holm'])} (m={int(r['m'])})"]
+                      "(confirmatory)" if bool(r["primary"]) else
+                      f"{_p(r['p_holm'])} (m={int(r['m'])})" if r["m"] else "(descriptive)"]
         lines.append("| " + " | ".join(cells) + " |")
     if not comps:
         why = "no pooled rows" if complete else "no seed complete yet"
@@ -387,6 +426,15 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     if path:
         atomic_write(path, lambda f: f.write(text.encode()))
     return text
+
+
+def _family_text(grid):
+    fam, with_contrasts = family(grid)
+    if fam == "all":
+        return "the exploratory comparisons (every other row, per set and pooled)"
+    contrasts = " and of each contrast" if with_contrasts else "; contrasts descriptive"
+    return f"the declared exploratory family (the pooled row of each variant minus the reference{contrasts}; " \
+           "per-set rows descriptive)"
 
 
 def _num(x, spec):

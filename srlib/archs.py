@@ -21,9 +21,77 @@ ATTENTIONS = ("channel", "none")
 ACTS = ("prelu", "relu", "lrelu")
 
 
+class CalibratedGroupNorm(nn.GroupNorm):
+    """GroupNorm that can normalize with stored statistics instead of the input's own.
+
+    In training (and with :func:`set_inference` 'whole', or before calibration) it is ``nn.GroupNorm``: each
+    image is normalized by the mean and variance of its own features, over its whole extent. A generator
+    trained on small crops has learned the statistics of those crops; on a whole image they differ, and its
+    output shifts in colour (results/extent.csv). :func:`srlib.calibration.calibrate` stores per-group
+    statistics measured at the training extent (the mean over training crops of each crop's group mean and
+    group variance) in the buffers ``calib_mean`` and ``calib_var``, which the generator file keeps like
+    BatchNorm's running statistics; in eval mode the layer then applies them, becoming a fixed per-channel
+    affine map whose output no longer depends on the input's extent. Uncalibrated buffers hold NaN.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__(num_groups, num_channels, eps, affine)
+        self.register_buffer("calib_mean", torch.full((num_groups,), float("nan")))
+        self.register_buffer("calib_var", torch.full((num_groups,), float("nan")))
+        self.use_calibration = True     # not saved: the inference mode of the process (set_inference)
+
+    @property
+    def calibrated(self):
+        return not bool(torch.isnan(self.calib_mean).any() or torch.isnan(self.calib_var).any())
+
+    def uses_calibration(self):
+        return not self.training and self.use_calibration and self.calibrated
+
+    def forward(self, x):
+        if not self.uses_calibration():
+            return super().forward(x)
+        per = self.num_channels // self.num_groups
+        inv = torch.rsqrt(self.calib_var + self.eps).repeat_interleave(per)        # (C,)
+        scale = inv * self.weight if self.affine else inv
+        shift = -self.calib_mean.repeat_interleave(per) * scale
+        if self.affine:
+            shift = shift + self.bias
+        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # generator files written before calibration existed have no buffers: they load as uncalibrated
+        for name in ("calib_mean", "calib_var"):
+            state_dict.setdefault(prefix + name, torch.full((self.num_groups,), float("nan")))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+INFERENCE = ("calibrated", "whole")   # GroupNorm with stored training-extent statistics | the input's own
+
+
+def group_norms(model):
+    return [m for m in model.modules() if isinstance(m, CalibratedGroupNorm)]
+
+
+def set_inference(model, mode):
+    """'calibrated' (the default: stored statistics where calibrated) or 'whole' (every GroupNorm normalizes
+    with the statistics of the whole input, as srlib <= 0.4 scored). Returns ``model``."""
+    if mode not in INFERENCE:
+        raise ValueError(f"inference must be one of {INFERENCE}, got {mode!r}")
+    for m in group_norms(model):
+        m.use_calibration = mode == "calibrated"
+    return model
+
+
+def is_calibrated(model):
+    """True when the model has no GroupNorm or every GroupNorm holds calibrated statistics."""
+    return all(m.calibrated for m in group_norms(model))
+
+
 def _norm(kind, n_feats, groups):
     if kind == "group":
-        return nn.GroupNorm(groups, n_feats)
+        return CalibratedGroupNorm(groups, n_feats)
     if kind == "batch":
         return nn.BatchNorm2d(n_feats)
     return nn.Identity()
@@ -127,9 +195,11 @@ class _ResNetGenerator(nn.Module):
         return (torch.tanh(self.tail(feat)) + 1) / 2
 
     def has_global_statistics(self):
-        """True when an output pixel depends on the whole image (GroupNorm, channel attention, or a
-        BatchNorm in training mode), so that exact tiling must run :meth:`features` on the whole image."""
-        return any(isinstance(m, (nn.GroupNorm, nn.AdaptiveAvgPool2d))
+        """True when an output pixel depends on the whole image (a GroupNorm that normalizes with the
+        input's own statistics, channel attention, or a BatchNorm in training mode), so that exact tiling
+        must run :meth:`features` on the whole image. A calibrated GroupNorm in eval mode is local."""
+        return any((isinstance(m, nn.GroupNorm) and not (isinstance(m, CalibratedGroupNorm) and m.uses_calibration()))
+                   or isinstance(m, nn.AdaptiveAvgPool2d)
                    or (isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training) for m in self.modules())
 
 

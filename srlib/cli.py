@@ -3,7 +3,9 @@
 Commands: evaluate, download (more are added by the modules that implement them).
 """
 import argparse
+import os
 import sys
+import traceback
 
 from .data import BENCHMARKS
 
@@ -16,7 +18,7 @@ def _evaluate(args):
     # several checkpoints may share a run-folder name: label them by path so their scores never merge
     label = (lambda m: m) if len(args.method) > 1 else (lambda m: None)
     frames = [summarize(evaluate(m, datasets, args.data_root, args.scale, protocols, device=args.device,
-                                 label=label(m), progress=True))
+                                 label=label(m), progress=True, inference=args.inference))
               for m in args.method]
     import pandas as pd
     table = pd.concat(frames, ignore_index=True)
@@ -38,8 +40,20 @@ def _download(args):
     return 0
 
 
+EXIT_STATUS = """exit status: 0 done; 2 bad input (an image, checkpoint, dataset or download that cannot be
+used: a corrupt checkpoint says that --force restarts, a read-only data root where a dataset is missing
+names another folder to use); 3 a training run diverged (its last checkpoint is kept); 74 a file could not
+be written (disk full, permission denied, read-only folder: the message names the file; in training, that
+the last checkpoint is intact and the same command resumes); 75 another process is
+writing the same folder (run folder, data root, GPU pack; the message names it and the holder's pid, host
+and start time): nothing was changed; 130 stopped by Ctrl-C (the message says where and how to resume).
+Faults are one line; --debug or SRLIB_DEBUG=1 adds the traceback."""
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE, EXIT_INTERRUPTED = 2, 3, 74, 130
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m srlib", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m srlib", description=__doc__.splitlines()[0], epilog=EXIT_STATUS)
+    p.add_argument("--debug", action="store_true", help="print the traceback of a fault (also: SRLIB_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("evaluate", help="score bicubic or checkpoints on benchmark datasets")
@@ -49,6 +63,9 @@ def build_parser():
     e.add_argument("--scale", type=int, default=4)
     e.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
     e.add_argument("--device", default=None)
+    e.add_argument("--inference", choices=["calibrated", "whole"], default="calibrated",
+                   help="calibrated (default): GroupNorm with the statistics stored at the training extent; "
+                        "whole: each image's own statistics (as srlib <= 0.4 scored)")
     e.add_argument("--csv", default=None, help="write the table to this CSV file")
     e.set_defaults(func=_evaluate)
 
@@ -67,7 +84,7 @@ def build_parser():
 def _extensions():
     """Sub-commands defined next to their implementation (train, upscale, bench)."""
     regs = []
-    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation", "gpurun"):
+    for mod in ("train", "upscale", "bench", "prepare", "verify", "ablation", "gpurun", "calibration"):
         try:
             m = __import__(f"srlib.{mod}", fromlist=["add_cli"])
         except ModuleNotFoundError as e:
@@ -79,12 +96,38 @@ def _extensions():
 
 
 def main(argv=None):
+    """Run one command; a fault is reported in one line (see :data:`EXIT_STATUS`), with its traceback
+    under ``--debug`` or ``SRLIB_DEBUG=1``."""
     args = build_parser().parse_args(argv)
-    from .io import ImageError
+    from .io import WRITE_ERRNOS, ImageError, WriteError
     from .infer import CheckpointError
     from .data import DatasetNotFound
+    from .download import DownloadError
+    from .lock import EXIT_LOCKED, FolderLocked
+    from .train import TrainingDiverged
     try:
         return args.func(args)
-    except (ImageError, CheckpointError, DatasetNotFound) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ImageError, CheckpointError, DatasetNotFound, DownloadError) as e:
+        return _fault(args, e, EXIT_BAD_INPUT)
+    except TrainingDiverged as e:
+        return _fault(args, e, EXIT_DIVERGED)
+    except FolderLocked as e:
+        return _fault(args, e, EXIT_LOCKED)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        plain = not isinstance(e, WriteError) and e.filename is not None      # WriteError says it all
+        return _fault(args, e, EXIT_WRITE, f"{e.filename}: {e.strerror}; fix that, then the same command "
+                                           f"continues" if plain else None)
+    except KeyboardInterrupt as e:
+        from .train import RunInterrupted
+        return _fault(args, e, EXIT_INTERRUPTED, None if isinstance(e, RunInterrupted) else
+                      "interrupted (Ctrl-C); files are written whole or not at all: the same command continues")
+
+
+def _fault(args, e, code, message=None):
+    """Print ``error: <message>`` (default: the exception's), after its traceback when debugging; return ``code``."""
+    if args.debug or os.environ.get("SRLIB_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
+    print(f"error: {message or e}", file=sys.stderr, flush=True)
+    return code

@@ -24,6 +24,7 @@ the SRGAN loss (VGG16) and LPIPS (AlexNet) look for them. Each is streamed to ``
 an archive), checked against the sha256 prefix in its name (torchvision's convention: the hex digits after
 the last '-') and against the full sha256 where one is recorded, and only then renamed into place.
 """
+import contextlib
 import hashlib
 import http.client
 import os
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from .lock import lock
 
 CHUNK = 1 << 20  # bytes per read while streaming and hashing
 
@@ -210,18 +213,30 @@ def download(name, root, allow_unverified=False, progress=True):
     ``name`` is a key of SOURCES, a dataset one provides ('Set5', 'BSD100', ...) or a Source.
     Datasets that already exist under ``root`` are left as they are, and nothing is fetched when
     all exist. A source without a pinned sha256 is refused unless ``allow_unverified=True``, which
-    downloads it anyway, warns and prints the computed sha256. Raises DownloadError.
+    downloads it anyway, warns and prints the computed sha256. Raises DownloadError (also for a data root
+    that cannot be written), or :class:`srlib.lock.FolderLocked` while another process fills ``root``.
     """
     source = name if isinstance(name, Source) else find_source(name)
     root = Path(root)
     targets = [root / dataset for dataset in source.datasets]
     if all(target.is_dir() for target in targets):
         return targets
+    if source.sha256 is None and source.pixels is None and not source.files and not allow_unverified:
+        raise DownloadError(f"{source.url} has no pinned sha256; pass allow_unverified=True to use it unchecked")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock(root))    # one process fills a data root at a time (else FolderLocked)
+        except OSError as e:
+            missing = ", ".join(t.name for t in targets if not t.is_dir())
+            raise DownloadError(f"data root {root} cannot be written ({e.strerror}), so {missing} cannot be added "
+                                f"there; download into a writable folder (--data-root DIR or SRLIB_DATA=DIR)") from e
+        return _download(source, root, progress)
+
+
+def _download(source, root, progress):
+    """:func:`download` once the data root is locked."""
     if source.files:
         return _download_files(source, root, progress)
-    if source.sha256 is None and source.pixels is None and not allow_unverified:
-        raise DownloadError(f"{source.url} has no pinned sha256; pass allow_unverified=True to use it unchecked")
-
     cache = root / ".downloads"
     cache.mkdir(parents=True, exist_ok=True)
     archive = cache / source.filename
@@ -234,7 +249,7 @@ def download(name, root, allow_unverified=False, progress=True):
         os.replace(part, archive)
     _extract(archive, source, root, progress)
     archive.unlink()
-    return targets
+    return [root / dataset for dataset in source.datasets]
 
 
 def _fetch(url, part, progress):

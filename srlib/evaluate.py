@@ -6,6 +6,7 @@ Per-image rows carry: method, dataset, image, protocol, psnr, ssim. :func:`summa
 """
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data import load_eval_set
@@ -20,28 +21,40 @@ def bicubic(lr, scale=4):
     return imresize(lr, scale, output_shape=(lr.shape[0] * scale, lr.shape[1] * scale))
 
 
-def make_upscaler(method, scale=4, device=None, tile=None):
-    """Return ``(label, fn)`` where ``fn(lr_uint8) -> sr`` (float [0, 1] or uint8, HWC) and ``label`` names it.
+def make_upscaler(method, scale=4, device=None, tile=None, inference="calibrated"):
+    """Return ``(label, fn, mode)`` where ``fn(lr_uint8) -> sr`` (float [0, 1] or uint8, HWC), ``label`` names
+    it and ``mode`` is the inference it runs (``checkpoint['inference']`` of :func:`srlib.infer.load_generator`;
+    '-' for bicubic).
 
-    Benchmark images run whole by default (``tile=None``); with ``tile`` the scores agree up to float
-    rounding (see :func:`srlib.infer.upscale_tensor`). Scores are computed in fp32.
+    ``inference``: 'calibrated' (the default everywhere: GroupNorm with statistics stored at the training
+    extent) or 'whole' (GroupNorm with each image's own statistics). Benchmark images run whole by default
+    (``tile=None``); with ``tile`` the scores agree up to float rounding (see
+    :func:`srlib.infer.upscale_tensor`). Scores are computed in fp32.
     """
     if method == "bicubic":
-        return "bicubic", lambda lr: bicubic(lr, scale)
-    model, ckpt = load_generator(method, device=device, scale=scale)
+        return "bicubic", lambda lr: bicubic(lr, scale), "-"
+    model, ckpt = load_generator(method, device=device, scale=scale, inference=inference)
     label = ckpt.get("meta", {}).get("run_name") or Path(method).parent.name or Path(method).stem
-    return label, lambda lr: upscale_array(model, lr, scale, tile=tile, amp=False)   # scores in fp32
+    return label, lambda lr: upscale_array(model, lr, scale, tile=tile, amp=False), ckpt["inference"]
+
+
+def mean_offset(sr, hr):
+    """Per-channel mean of SR minus HR in 8-bit levels (R, G, B): the colour cast of an output."""
+    sr = np.asarray(sr, np.float64) * (1 if np.asarray(sr).dtype == np.uint8 else 255)
+    return tuple(float(v) for v in (sr - np.asarray(hr, np.float64)).reshape(-1, 3).mean(0))
 
 
 def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=None, label=None,
-             lr_source="generate", progress=False, perceptual=None):
+             lr_source="generate", progress=False, perceptual=None, inference="calibrated"):
     """Per-image scores (DataFrame) of one method on named datasets. LR is MATLAB-bicubic from HR by
     default (``lr_source='generate'``) for every protocol, so protocols differ only in the metric.
+    Columns: method, dataset, image, protocol, psnr, ssim, inference (the mode that ran, see
+    :func:`make_upscaler`), offset_r, offset_g, offset_b (:func:`mean_offset`, levels of 255).
 
     ``perceptual`` (e.g. :class:`srlib.perceptual.Perceptual`): a callable ``(sr, hr) -> {measure: value}``
     whose values are added as columns; they do not depend on the protocol, so every protocol's row of an
     image carries the same values."""
-    name, fn = make_upscaler(method, scale, device)
+    name, fn, mode = make_upscaler(method, scale, device, inference=inference)
     label = label or name
     rows = []
     for ds in datasets:
@@ -52,17 +65,19 @@ def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=N
         for it in items:
             sr = fn(it.lr)
             extra = perceptual(sr, it.hr) if perceptual is not None else {}
+            off = dict(zip(("offset_r", "offset_g", "offset_b"), mean_offset(sr, it.hr)))
             for p, (psnr, ssim) in image_scores(sr, it.hr, scale, it.gray, protocols).items():
                 rows.append(dict(method=label, dataset=ds, image=it.name, protocol=p, psnr=psnr, ssim=ssim,
-                                 **extra))
+                                 inference=mode, **off, **extra))
     return pd.DataFrame(rows)
 
 
 def summarize(per_image, columns=("psnr", "ssim")):
-    """Mean scores (``columns`` present in ``per_image``) and image count per (method, dataset, protocol),
-    in order of appearance."""
+    """Mean scores (``columns`` present in ``per_image``) and image count per (method, dataset, protocol,
+    and inference where per_image has it), in order of appearance."""
     cols = [c for c in columns if c in per_image.columns]
-    return (per_image.groupby(["method", "dataset", "protocol"], sort=False)
+    keys = ["method", "dataset", "protocol"] + (["inference"] if "inference" in per_image.columns else [])
+    return (per_image.groupby(keys, sort=False)
             .agg(**{c: (c, "mean") for c in cols}, images=("image", "count")).reset_index())
 
 
@@ -73,7 +88,7 @@ def write_csv(df, path, decimals=4):
 
 def bicubic_table(datasets, root=None, csv_path=None, scale=4):
     """Bicubic x``scale`` on ``datasets`` in both protocols; optionally written to ``csv_path``."""
-    table = summarize(evaluate("bicubic", datasets, root, scale))
+    table = summarize(evaluate("bicubic", datasets, root, scale)).drop(columns="inference", errors="ignore")
     if csv_path:
         write_csv(table, csv_path)
     return table

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .data import BENCHMARKS, data_root, entries, hr_files, is_manifest, read_checked, repo_root
 from .io import atomic_write, write_image
+from .lock import lock
 
 FORMAT = "srlib-gpu-run 1"
 PACK_SETS = ("quick-train", "quick-holdout", "Set5")  # what the GPU run trains and validates on
@@ -65,21 +66,23 @@ def pack(dest, root=None, sets=PACK_SETS):
     three times smaller than PNGs of their pixels, and the pack must fit beside the repository); others are
     decoded and written as PNG. The manifests' pixel hashes are checked wherever the pack is decoded, so
     a JPEG decoder that differs on the GPU machine stops the run at its start. Files already there with
-    the same size are kept. Returns the number of images."""
+    the same size are kept. ``dest`` is locked while it is filled (:mod:`srlib.lock`): a second pack into
+    it stops at once. Returns the number of images."""
     dest = Path(dest)
     if dest.resolve().is_relative_to(data_root(root).resolve()):
         raise GpuRunError(f"pack folder {dest} lies in the data root, which is only read")
     n = 0
-    for name in sets:
-        items = entries(name, root) if is_manifest(name) else [(f, None) for f in hr_files(name, root)]
-        for f, sha in items:
-            copied = f.suffix.lower() in COPIED
-            target = dest / f.parent.parent.name / "HR" / (f.name if copied else f.stem + ".png")
-            if copied and not (target.is_file() and target.stat().st_size == f.stat().st_size):
-                atomic_write(target, lambda out, f=f: out.write(f.read_bytes()))
-            elif not copied and not target.is_file():
-                write_image(target, read_checked(f, sha).rgb)
-            n += 1
+    with lock(dest):
+        for name in sets:
+            items = entries(name, root) if is_manifest(name) else [(f, None) for f in hr_files(name, root)]
+            for f, sha in items:
+                copied = f.suffix.lower() in COPIED
+                target = dest / f.parent.parent.name / "HR" / (f.name if copied else f.stem + ".png")
+                if copied and not (target.is_file() and target.stat().st_size == f.stat().st_size):
+                    atomic_write(target, lambda out, f=f: out.write(f.read_bytes()))
+                elif not copied and not target.is_file():
+                    write_image(target, read_checked(f, sha).rgb)
+                n += 1
     return n
 
 

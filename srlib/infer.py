@@ -19,7 +19,7 @@ import pickle
 
 import torch
 
-from .archs import build_generator
+from .archs import build_generator, group_norms, is_calibrated, set_inference
 from .data import to_tensor
 from .io import atomic_write
 
@@ -101,10 +101,11 @@ def autocast(precision, device):
 
 
 def save_checkpoint(path, state):
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename); a full disk
+    is a :class:`srlib.io.WriteError` that says how many bytes it needed."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    return atomic_write(path, lambda f: f.write(buf.getbuffer()), size=buf.getbuffer().nbytes)
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -177,11 +178,15 @@ def load_safetensors_generator(path):
         raise CheckpointError(f"{path}: broken srlib metadata ({e})") from None
 
 
-def load_generator(path, device=None, scale=None, arch=None):
+def load_generator(path, device=None, scale=None, arch=None, inference="calibrated"):
     """Rebuild the generator stored in a checkpoint or a generator.safetensors file, in eval mode.
-    Returns ``(model, checkpoint)``.
+    Returns ``(model, checkpoint)``; ``checkpoint['inference']`` says which inference the model runs.
 
     ``scale`` / ``arch``, when given, must match the checkpoint's, else :class:`CheckpointError`.
+    ``inference``: 'calibrated' (default: GroupNorm with the statistics stored at the training extent, see
+    :mod:`srlib.calibration`) or 'whole' (GroupNorm with the statistics of the whole input, as srlib <= 0.4
+    scored). A file whose GroupNorm layers hold no calibrated statistics (written before calibration
+    existed) runs 'whole' with a loud warning; ``python -m srlib calibrate RUN_FOLDER`` calibrates it.
     """
     ckpt = load_safetensors_generator(path) if str(path).endswith(".safetensors") else load_checkpoint(path)
     g = ckpt.get("generator")
@@ -197,6 +202,14 @@ def load_generator(path, device=None, scale=None, arch=None):
     except (ValueError, RuntimeError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"{path}: weights do not fit generator {g.get('arch')!r} ({first})") from None
+    set_inference(model, inference)
+    ckpt["inference"] = inference if group_norms(model) else "no GroupNorm (extent-independent)"
+    if inference == "calibrated" and not is_calibrated(model):
+        import warnings
+        warnings.warn(f"!!! {path}: its GroupNorm layers hold no calibrated statistics (a file written before "
+                      f"calibration existed): running whole-image inference, whose colours shift; calibrate "
+                      f"it with `python -m srlib calibrate` on its run folder !!!", RuntimeWarning, stacklevel=2)
+        ckpt["inference"] = "whole (not calibrated)"
     return model.to(pick_device(device)).eval(), ckpt
 
 

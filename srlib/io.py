@@ -13,8 +13,10 @@ Conversions applied by :func:`read_image` (the result is always (H, W, 3) uint8 
 - EXIF orientation is *not* applied by default (benchmark files are used as stored); pass
   ``exif_transpose=True`` for user photos.
 
-Bad files raise :class:`ImageError` with a one-line message naming the path.
+Bad files raise :class:`ImageError` with a one-line message naming the path; a file that cannot be
+written (disk full, permission denied, read-only file system) raises :class:`WriteError`, naming it.
 """
+import errno
 import os
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +31,31 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 class ImageError(ValueError):
     """An image file that cannot be used; the message names the file."""
+
+
+# why a write fails for want of space or of permission (not a fault of the data being written)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class WriteError(OSError):
+    """A file could not be written: ``filename`` is the file (not its temporary copy), ``errno`` and
+    ``strerror`` say why, ``size`` is the bytes it needed when known, and ``advice`` (empty, or set by the
+    caller that knows) what to do next, which replaces the size in the message. ``str()`` is one line."""
+
+    def __init__(self, err, path, size=None, advice=""):
+        super().__init__(err.errno, err.strerror or str(err), str(path))
+        self.size, self.advice = size, advice
+
+    def __str__(self):
+        if self.advice:
+            return f"{self.filename}: cannot write it ({self.strerror}); {self.advice}"
+        need = f"; about {mib(self.size)} needed" if self.size and self.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return f"{self.filename}: cannot write it ({self.strerror}{need})"
+
+
+def mib(n):
+    """``n`` bytes as text in MiB, e.g. '60.2 MiB'."""
+    return f"{n / 2 ** 20:.1f} MiB"
 
 
 @dataclass
@@ -98,12 +125,17 @@ def list_images(folder):
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def atomic_write(path, write_fn, mode="wb"):
+def atomic_write(path, write_fn, mode="wb", size=None):
     """Write a file atomically: ``write_fn(fileobj)`` fills a temporary file in the same folder,
-    which is flushed, fsynced and renamed over ``path``. A crash leaves the old file intact."""
+    which is flushed, fsynced and renamed over ``path``. A crash leaves the old file intact. An OSError
+    (disk full, permission denied ...) removes the temporary file and is raised as :class:`WriteError`
+    naming ``path`` (``size``: the bytes it needs, for the message)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(e, path, size) from e
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)      # mkstemp makes 0600; give the usual permissions of a new file
@@ -113,9 +145,11 @@ def atomic_write(path, write_fn, mode="wb"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError) and e.errno in WRITE_ERRNOS:
+            raise WriteError(e, path, size) from e
         raise
     return path
 

@@ -16,6 +16,7 @@ from .data import project_path  # noqa: F401  (the notebooks call study.project_
 from .evaluate import bicubic, evaluate, summarize, write_csv
 from .infer import GENERATOR_FILE, load_generator, pick_device, upscale_array
 from .io import atomic_write
+from .lock import LOCK_NAME
 from .metrics import to_uint8
 
 RUN_MODELS = ("srgan", "attention", "psnr")
@@ -111,6 +112,11 @@ def plot_history(csv_paths, path=None):
     return fig
 
 
+def default_inference(df):
+    """The rows of a score table under the default inference (without the 'whole' rows kept for the record)."""
+    return df[df["inference"] != "whole"] if "inference" in df.columns else df
+
+
 def run_dirs(runs_dir):
     """{model: folder} of the training runs that exist in ``runs_dir``."""
     return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
@@ -129,8 +135,11 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", p
         print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
         frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
                                progress=progress, perceptual=perceptual))
+        if frames[-1]["inference"].iloc[0] == "calibrated":    # GroupNorm: also as srlib <= 0.4 scored it
+            frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
+                                   progress=progress, inference="whole"))
     per_image = pd.concat(frames, ignore_index=True)
-    summary = summarize(per_image)
+    summary = summarize(per_image, ("psnr", "ssim", "offset_r", "offset_g", "offset_b"))
     results = Path(results_dir)
     write_csv(summary, results / "table1.csv")
     write_csv(per_image, results / "per_image.csv")
@@ -139,6 +148,21 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", p
     if perceptual is not None:
         write_perceptual(per_image, hr_scores(datasets, root, perceptual), perceptual.notes, results)
     return summary, per_image
+
+
+def write_extent(runs_dir, results_dir, datasets, detail, root=None, detail_models=("attention",)):
+    """``extent.csv`` and ``figures/extent.png``: :func:`srlib.extent.probe` of every run's generator (the
+    sweep on ``datasets``; the layer, calibration and gate probes on ``detail`` for ``detail_models``)."""
+    from . import extent
+    frames = []
+    for model, folder in run_dirs(runs_dir).items():
+        print(f"extent probes: {LABELS[model]}", flush=True)
+        frames.append(extent.probe(folder / GENERATOR_FILE, LABELS[model], datasets, root,
+                                   detail=detail if model in detail_models else None))
+    table = pd.concat(frames, ignore_index=True)
+    write_csv(table, Path(results_dir) / "extent.csv")
+    extent.plot(table, Path(results_dir) / "figures" / "extent.png")
+    return table
 
 
 def hr_scores(datasets, root, perceptual):
@@ -154,6 +178,7 @@ def write_perceptual(per_image, hr, notes, results_dir):
     protocol rows, HR's own values last) and ``perceptual.md`` (the table with directions and notes)."""
     from .perceptual import COUNTS, MEASURES
     cols = ("psnr", "ssim") + MEASURES + COUNTS
+    per_image = default_inference(per_image)
     std = pd.concat([per_image[per_image.protocol == "standard"], hr], ignore_index=True)
     table = summarize(std, cols).drop(columns="protocol")
     write_csv(table, Path(results_dir) / "perceptual.csv")
@@ -281,10 +306,17 @@ def model_card(run_dir, summary):
              f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg['seed']}.",
              "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
                            "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
-             f"- Provenance: srlib commit {meta.get('git') or 'unknown'}.", "",
-             "## Scores (x4; PSNR dB / SSIM, from table1.csv)", "",
+             f"- Provenance: srlib commit {meta.get('git') or 'unknown'}"
+             + (f"; {meta['provenance_note']}" if meta.get("provenance_note") else "") + ".",
+             "- Inference: " + (f"GroupNorm with statistics calibrated at the training extent "
+                                f"({meta['calibration']['crops']} LR crops of {meta['calibration']['lr_extent']} px "
+                                f"from {', '.join(meta['calibration']['source'])}; srlib.calibration), stored in "
+                                f"the file: the output does not depend on the image's extent."
+                                if meta.get("calibration") else "no GroupNorm: extent-independent as trained."), "",
+             "## Scores (x4; PSNR dB / SSIM, default inference, from table1.csv)", "",
              "| dataset | standard (Y, border 4) | paper (RGB, whole image) |", "|---|---|---|"]
-    mine = summary[summary.method == label].set_index(["dataset", "protocol"])
+    mine = default_inference(summary)
+    mine = mine[mine.method == label].set_index(["dataset", "protocol"])
     for ds in dict.fromkeys(summary.dataset):
         cells = [f"{mine.psnr[(ds, p)]:.2f} / {mine.ssim[(ds, p)]:.4f}" if (ds, p) in mine.index else "–"
                  for p in ("standard", "paper")]
@@ -339,6 +371,8 @@ def table1_markdown(summary, vgg=None, accounting=None):
     anchors (standard protocol). Every 'ours' value comes from the summary (table1.csv)."""
     datasets = list(dict.fromkeys(summary["dataset"]))
     head = "| Method | " + " | ".join(datasets) + " |\n|---|" + "---|" * len(datasets) + "\n"
+    whole = summary[summary["inference"] == "whole"] if "inference" in summary else summary.iloc[:0]
+    summary = default_inference(summary)
     out = []
     for protocol, title, published in (
             ("paper", "Paper protocol (RGB in [0, 1], whole image): ours beside Wu's Table 1", reference.PAPER_TABLE1),
@@ -353,7 +387,24 @@ def table1_markdown(summary, vgg=None, accounting=None):
         for name, vals in published.items():
             rows.append(f"| *{name}* | " + " | ".join(_cell(vals.get(d), True) for d in datasets) + " |")
         out.append(f"### {title}\n\nPSNR (dB) / SSIM, x4.\n\n" + head + "\n".join(rows) + "\n")
-    notes = ["Ours: mean over images of per_image.csv (table1.csv holds the means with image counts).",
+    if len(whole):
+        rows = []
+        for source in (summary, whole):
+            sub = source[(source.protocol == "standard") & source.method.isin(set(whole.method))]
+            for method in dict.fromkeys(sub["method"]):
+                m = sub[sub.method == method].set_index("dataset")
+                tag = "whole-image" if source is whole else "calibrated (default)"
+                rows.append(f"| {method} | {tag} | " + " | ".join(
+                    f"{m.psnr[d]:.2f} / {m.ssim[d]:.4f} / {m.offset_r[d]:+.1f} {m.offset_g[d]:+.1f} "
+                    f"{m.offset_b[d]:+.1f}" if d in m.index else "–" for d in datasets) + " |")
+        out.append("### Inference modes (standard protocol)\n\nPSNR (dB) / SSIM / mean offset SR - HR in 8-bit "
+                   "levels (R G B), x4. Calibrated: GroupNorm with statistics stored at the training extent (the "
+                   "default everywhere); whole-image: GroupNorm with each image's own statistics, how srlib <= 0.4 "
+                   "scored (results/extent.csv shows why it shifts the colours).\n\n"
+                   "| Method | Inference | " + " | ".join(datasets) + " |\n|---|---|" + "---|" * len(datasets)
+                   + "\n" + "\n".join(rows) + "\n")
+    notes = ["Ours: mean over images of per_image.csv (table1.csv holds the means with image counts), under the "
+             "default inference (GroupNorm calibrated at the training extent).",
              "LPIPS and the other perceptual measures: perceptual.md (LPIPS needs ImageNet AlexNet weights; "
              "where they are absent its column says why)."]
     for method, source in (vgg or {}).items():
@@ -428,15 +479,16 @@ def figure_comparison(runs_dir, images, root=None, path=None, zoom=None):
 
 
 def figure_pairs(runs_dir, images, root=None, path=None):
-    """Figure 4 style: SRGAN (left) beside the attention model (right) for each (dataset, image)."""
+    """Figure 4 style: bicubic, SRGAN, the attention model and HR side by side for each (dataset, image)."""
     import matplotlib.pyplot as plt
     dirs = run_dirs(runs_dir)
     models = {LABELS[m]: load_generator(dirs[m] / GENERATOR_FILE)[0] for m in ("srgan", "attention") if m in dirs}
     items = [_find(ds, name, root) for ds, name in images]
-    fig, axes = plt.subplots(len(items), len(models), figsize=(4 * len(models), 4 * len(items)), squeeze=False)
+    cols = ["Bicubic", *models, "HR"]
+    fig, axes = plt.subplots(len(items), len(cols), figsize=(3.2 * len(cols), 3.4 * len(items)), squeeze=False)
     for i, it in enumerate(items):
         outs = _outputs(it, models)
-        for j, label in enumerate(models):
+        for j, label in enumerate(cols):
             axes[i, j].imshow(outs[label])
             axes[i, j].set_title(f"{label}: {it.name}", fontsize=10)
             axes[i, j].axis("off")
@@ -461,7 +513,8 @@ def plot_distributions(per_image, path=None, protocol="standard"):
     """Per-image PSNR and SSIM distributions per dataset and method (box plots)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-    df = per_image[per_image.protocol == protocol]
+    df = default_inference(per_image)
+    df = df[df.protocol == protocol]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
     for ax, k in zip(axes, ("psnr", "ssim")):
         sns.boxplot(data=df, x="dataset", y=k, hue="method", ax=ax, fliersize=2)
@@ -581,7 +634,7 @@ def promote(stage_dir, results_dir):
 def _merge(src, dst, trash, stage, seeded):
     for entry in sorted(src.iterdir()):
         rel = str(entry.relative_to(stage))
-        if rel in (SEEDED, PROMOTING):
+        if rel in (SEEDED, PROMOTING) or entry.name == LOCK_NAME:     # a killed run's lock file stays behind
             continue
         target = dst / entry.name
         if entry.is_dir() and target.is_dir():
@@ -594,11 +647,34 @@ def _merge(src, dst, trash, stage, seeded):
         entry.rename(target)
 
 
+def notebook_failure(path):
+    """Where an executed notebook (papermill's output) failed, in one line: 'cell [N] (its first line of code):
+    ErrorName: the first line of its message', N its execution count (or 'code cell N', counted in the
+    executed notebook, where it has none); None when no cell holds an error."""
+    try:
+        cells = json.loads(Path(path).read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    for n, cell in enumerate(code, 1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                source = "".join(cell.get("source", "")).strip().splitlines()
+                first = next((line for line in source if not line.startswith("#")), source[0] if source else "")
+                message = (str(out.get("evalue", "")).strip().splitlines() or [""])[0]
+                count = cell.get("execution_count")
+                where = f"cell [{count}]" if count else f"code cell {n}"
+                return f"{where} (`{first[:80]}`): {out.get('ename', 'error')}: {message[:300]}"
+    return None
+
+
 if __name__ == "__main__":
     import sys
-    if len(sys.argv) == 4 and sys.argv[1] == "promote":
+    if len(sys.argv) == 3 and sys.argv[1] == "failure":
+        print(notebook_failure(sys.argv[2]) or "no cell holds an error (stopped from outside?)")
+    elif len(sys.argv) == 4 and sys.argv[1] == "promote":
         print(f"run_all: results moved into {promote(sys.argv[2], sys.argv[3])}/")
     elif len(sys.argv) == 4 and sys.argv[1] == "seed":
         seed(sys.argv[2], sys.argv[3])
     else:
-        sys.exit("usage: python -m srlib.study promote|seed ...")
+        sys.exit("usage: python -m srlib.study promote|seed|failure ...")

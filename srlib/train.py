@@ -24,12 +24,20 @@ make the update of one process with the whole batch (for a model without BatchNo
 becomes SyncBatchNorm). Rank 0 alone validates and writes the run's files; the others wait for it at each
 checkpoint, and every process resumes from the same checkpoint.
 
+One writer per run folder: :func:`train` holds the folder's lock (:mod:`srlib.lock`; under torchrun rank 0
+alone takes it) while it runs, and a second process that trains into the same folder stops at once with
+:class:`srlib.lock.FolderLocked`. A run that needs a shared warm-up another process is writing waits for it
+(with a message), then continues from it. Faults during the loop are one-line errors: Ctrl-C is
+:class:`RunInterrupted` (where it stopped, how many steps the resume redoes), a full disk or a permission
+denied is a :class:`srlib.io.WriteError` that says the last checkpoint is intact and how to resume.
+
 Models: 'srgan' (SRGAN generator, SRGAN loss), 'attention' (the paper's generator and loss), 'psnr'
 (the attention generator, L1 only, no discriminator: the baseline).
 """
 import contextlib
 import copy
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -48,11 +56,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import archs, losses
+from . import archs, calibration, losses
 from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
-from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, autocast, cpu_bf16_native, cpu_model, load_checkpoint,
-                    load_generator, pick_device, save_checkpoint, save_generator, state_hash, upscale_array)
-from .io import atomic_write
+from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, CheckpointError, autocast, cpu_bf16_native, cpu_model,
+                    load_checkpoint, load_generator, pick_device, save_checkpoint, save_generator, state_hash,
+                    upscale_array)
+from .io import WriteError, atomic_write, mib
+from .lock import lock
 from .metrics import image_scores
 
 MODELS = {  # model -> (generator arch, generator loss)
@@ -246,6 +256,10 @@ def training_precision(amp, device):
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run stopped and how to resume it."""
 
 
 def build_generator(cfg):
@@ -474,7 +488,7 @@ def _inner(model):
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def train(cfg, out_dir, resume=True, force=False):
+def train(cfg, out_dir, resume=True, force=False, wait=False):
     """Train according to ``cfg`` into ``out_dir``: metrics.csv, meta.json, checkpoint.pt (everything
     needed to resume) and generator.safetensors (the generator alone, EMA weights when enabled, for
     evaluation and upscaling).
@@ -485,10 +499,21 @@ def train(cfg, out_dir, resume=True, force=False):
     ``python -m srlib download vgg16``): that one is trained again, loudly. Returns the metadata dict (also
     in meta.json).
 
+    ``out_dir`` is locked while the run writes it: another process writing it raises
+    :class:`srlib.lock.FolderLocked` at once, or with ``wait`` (how a shared warm-up is trained) is waited
+    for, with a message.
+
     Started by torchrun (``WORLD_SIZE`` > 1), it joins the process group ('nccl' on CUDA, 'gloo' on CPU)
     and trains data-parallel; ``batch_size`` is the global batch and must divide among the processes.
     """
     world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", 0))
+    with lock(out_dir, wait=wait) if rank == 0 else contextlib.nullcontext():   # rank 0 alone writes
+        return _train_group(cfg, out_dir, resume, force, world)
+
+
+def _train_group(cfg, out_dir, resume, force, world):
+    """:func:`_train`, in a process group of its own when started by torchrun."""
     own = world > 1 and not dist.is_initialized()
     if own:
         if cfg.batch_size % world:
@@ -522,9 +547,15 @@ def _train(cfg, out, resume, force):
             if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
                 _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
+                if calibration.calibrate_run(out, cfg.data_root):   # trained before calibration existed
+                    done = json.loads(meta_path.read_text())
                 return done
     if ckpt_path.exists() and resume and not force:
-        ckpt = load_checkpoint(ckpt_path)
+        try:
+            ckpt = load_checkpoint(ckpt_path)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; the run cannot resume from it: --force (force=True) restarts it from "
+                                  f"step 0") from None
         saved = {**_plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
         if "step" not in ckpt:
             raise ValueError(f"{ckpt_path}: an epoch-based checkpoint of an older srlib; use force=True to "
@@ -553,8 +584,8 @@ def _train(cfg, out, resume, force):
             "exported_weights": "EMA of G" if cfg.ema_decay else "G"}
     if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and main_steps:
         wdir = warmup_run_dir(cfg)
-        train(warmup_config(cfg), wdir, resume=True, force=False)
-        _, warm = load_generator(wdir / GENERATOR_FILE)
+        train(warmup_config(cfg), wdir, resume=True, force=False, wait=True)   # another run's: wait for it
+        _, warm = load_generator(wdir / GENERATOR_FILE, inference="whole")   # only its weights are read
         G.load_state_dict(warm["G"])
         start = cfg.warmup_steps
         history = [{**row, "shared": wdir.name} for row in load_checkpoint(wdir / "checkpoint.pt")["history"]]
@@ -613,6 +644,9 @@ def _train(cfg, out, resume, force):
     sampler0 = StepSampler(len(dataset), cfg.batch_size, 0, 1, cfg.seed)
     fixed = torch.utils.data.default_collate([dataset[i] for i in sampler0.batch(0)])
     fixed = [t.to(device).contiguous(memory_format=fmt) for t in fixed]
+    calib_lr = calibration.crops(dataset) if archs.group_norms(G) else None   # validated models are calibrated
+    if calib_lr is not None:
+        meta["calibration"] = calibration.record(cfg)
     precision = training_precision(cfg.amp, device)
     meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
                               "sha256": set_digest(dataset.hashes)},
@@ -633,92 +667,131 @@ def _train(cfg, out, resume, force):
         workers = min(4, (os.cpu_count() or 1) // world) if device.type == "cuda" else 0
 
     step = start
-    for stop in [b for b in _boundaries(cfg) if b > start]:
-        t0 = time.perf_counter()
-        name = phase_at(step)
-        if step == phase_of[name][0] and (ckpt is None or ckpt["step"] != step or ckpt["phase"] != name):
-            if ema is not None:          # a phase starts from the previous phase's exported (EMA) weights,
-                G.load_state_dict(ema.state)   # as a shared warm-up's main phase does
-            new_phase(name)
-        gan = name == "gan"
-        sampler = StepSampler(len(dataset), cfg.batch_size, step, stop, cfg.seed, rank, world)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                             pin_memory=device.type == "cuda")
-        sums, n = {}, 0
-        G.train()
-        if D is not None:
-            D.train()
-        bar = None if rank else _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
-        for lr, hr in loader:
-            lr_now = learning_rate(cfg, step)
-            for g in opt_g.param_groups:
-                g["lr"] = lr_now
-            if opt_d is not None:
-                for g in opt_d.param_groups:
-                    g["lr"] = learning_rate(cfg, step, "D")
-            lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            res = train_step(G_run, D_run, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
-            for k in ("d_loss", "g_loss"):
-                _check_finite(res[k], k, step)
-            for k, v in res.items():
-                for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)]):
-                    sums[kk] = sums.get(kk, 0.0) + float(vv)
-            if ema is not None:
-                ema.update(G)
-            step += 1
-            n += 1
+    saved = ckpt["step"] if ckpt is not None else None     # the step of the checkpoint on disk
+    try:
+        for stop in [b for b in _boundaries(cfg) if b > start]:
+            t0 = time.perf_counter()
+            name = phase_at(step)
+            if step == phase_of[name][0] and (ckpt is None or ckpt["step"] != step or ckpt["phase"] != name):
+                if ema is not None:          # a phase starts from the previous phase's exported (EMA) weights,
+                    G.load_state_dict(ema.state)   # as a shared warm-up's main phase does
+                new_phase(name)
+            gan = name == "gan"
+            sampler = StepSampler(len(dataset), cfg.batch_size, step, stop, cfg.seed, rank, world)
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                                 pin_memory=device.type == "cuda")
+            sums, n = {}, 0
+            G.train()
+            if D is not None:
+                D.train()
+            bar = None if rank else _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
+            for lr, hr in loader:
+                lr_now = learning_rate(cfg, step)
+                for g in opt_g.param_groups:
+                    g["lr"] = lr_now
+                if opt_d is not None:
+                    for g in opt_d.param_groups:
+                        g["lr"] = learning_rate(cfg, step, "D")
+                lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                res = train_step(G_run, D_run, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
+                for k in ("d_loss", "g_loss"):
+                    _check_finite(res[k], k, step)
+                for k, v in res.items():
+                    for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)]):
+                        sums[kk] = sums.get(kk, 0.0) + float(vv)
+                if ema is not None:
+                    ema.update(G)
+                step += 1
+                n += 1
+                if bar is not None:
+                    bar.update(1)
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        if world > 1:           # the means over the global batch
-            keys = sorted(sums)
-            total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
-            dist.all_reduce(total)
-            sums = dict(zip(keys, (total / world).tolist()))
-        row = {k: v / n for k, v in sums.items() if k != "total"}
-        if not gan:
-            row.update(d_loss=math.nan, d_score=math.nan, g_score=math.nan)
-        accounting = term_gradients(G, D if gan else None, crit if gan else warm_crit, *fixed, context)
-        total_norm = sum(g for _, g in accounting.values()) or 1.0
-        row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
-        if rank:                # rank 0 validates and writes; the others wait until it has
-            dist.barrier()
-            continue
-        if ema is not None:
-            G_eval.load_state_dict(ema.state)
-        if tune_items:
-            row.update({f"tune_{k}": v for k, v in validate(G_eval, tune_items, cfg.scale, ("standard",)).items()})
+                bar.close()
+            if world > 1:           # the means over the global batch
+                keys = sorted(sums)
+                total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+                dist.all_reduce(total)
+                sums = dict(zip(keys, (total / world).tolist()))
+            row = {k: v / n for k, v in sums.items() if k != "total"}
+            if not gan:
+                row.update(d_loss=math.nan, d_score=math.nan, g_score=math.nan)
+            accounting = term_gradients(G, D if gan else None, crit if gan else warm_crit, *fixed, context)
+            total_norm = sum(g for _, g in accounting.values()) or 1.0
+            row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
+            if rank:                # rank 0 validates and writes; the others wait until it has
+                dist.barrier()
+                continue
             if ema is not None:
-                row["tune_psnr_raw"] = validate(G, tune_items, cfg.scale, ("standard",))["psnr"]
-        row.update(validate(G_eval, val_items, cfg.scale))
-        row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
-                   seconds=round(time.perf_counter() - t0, 1))
-        history.append(row)
-        export = ema.state if ema is not None else G.state_dict()
-        state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
-                 "D": D.state_dict() if D is not None else None, "opt_G": opt_g.state_dict(),
-                 "opt_D": opt_d.state_dict() if opt_d is not None else None,
-                 "ema": ema.state_dict() if ema is not None else None, "step": step, "phase": name,
-                 "config": _plain(cfg), "history": history, "rng": _rng_state(),
-                 "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
-        # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
-        # files written before it are rewritten; a finished checkpoint means everything else is current
-        save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], _plain(cfg), step)
-        _write_csv(csv_path, history)
-        meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
-                    train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
-                    final=row)
-        _write_json(meta_path, meta)
-        save_checkpoint(ckpt_path, state)
-        if world > 1:
-            dist.barrier()
-        if cfg.progress:
-            tune = f"held-out {row['tune_psnr']:.2f} dB, " if tune_items else ""
-            print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
-                  f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
+                G_eval.load_state_dict(ema.state)
+            if calib_lr is not None:      # validation and the exported generator use the default inference
+                calibration.calibrate(G_eval, calib_lr)
+                if ema is not None:
+                    calibration.calibrate(G, calib_lr)
+            if tune_items:
+                row.update({f"tune_{k}": v for k, v in validate(G_eval, tune_items, cfg.scale, ("standard",)).items()})
+                if ema is not None:
+                    row["tune_psnr_raw"] = validate(G, tune_items, cfg.scale, ("standard",))["psnr"]
+            row.update(validate(G_eval, val_items, cfg.scale))
+            row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
+                       seconds=round(time.perf_counter() - t0, 1))
+            history.append(row)
+            export = G_eval.state_dict()
+            state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
+                     "D": D.state_dict() if D is not None else None, "opt_G": opt_g.state_dict(),
+                     "opt_D": opt_d.state_dict() if opt_d is not None else None,
+                     "ema": ema.state_dict() if ema is not None else None, "step": step, "phase": name,
+                     "config": _plain(cfg), "history": history, "rng": _rng_state(),
+                     "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
+            # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
+            # files written before it are rewritten; a finished checkpoint means everything else is current
+            save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], _plain(cfg), step)
+            _write_csv(csv_path, history)
+            meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
+                        train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
+                        final=row)
+            _write_json(meta_path, meta)
+            save_checkpoint(ckpt_path, state)
+            saved = step
+            if world > 1:
+                dist.barrier()
+            if cfg.progress:
+                tune = f"held-out {row['tune_psnr']:.2f} dB, " if tune_items else ""
+                print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
+                      f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(_interrupted(out, cfg, step, saved, force)) from e
+    except WriteError as e:
+        e.advice = _write_advice(e, ckpt_path, saved, force)
+        raise
     return json.loads(meta_path.read_text()) if rank else meta
+
+
+def _resume_hint(saved, force):
+    if saved is None:
+        return "the same command starts the run again"
+    return f"the same command{' without --force' if force else ''} resumes from step {saved}"
+
+
+def _interrupted(out, cfg, step, saved, force):
+    """The one-line message of a run stopped by Ctrl-C at ``step``; ``saved``: the checkpoint's step."""
+    if saved is None:
+        kept = "no checkpoint of this run yet"
+    else:
+        redo = step - saved
+        kept = f"the last checkpoint is step {saved}, so {redo} step{'s' if redo != 1 else ''} will be redone"
+    return f"{out}: interrupted (Ctrl-C) at step {step} of {cfg.steps}; {kept}; {_resume_hint(saved, force)}"
+
+
+def _write_advice(e, ckpt_path, saved, force):
+    """What to do after a write of the run failed (disk full, permission denied); the checkpoint is intact."""
+    kept = "no checkpoint of this run yet" if saved is None else f"the last checkpoint (step {saved}) is intact"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        size = ckpt_path.stat().st_size if ckpt_path.exists() else e.size if e.filename == str(ckpt_path) else None
+        fix = f"free about {mib(size)} (the size of one checkpoint)" if size else "free some space"
+    else:
+        fix = f"make {ckpt_path.parent} writable"
+    return f"{kept}; {fix}, then {_resume_hint(saved, force)}"
 
 
 def git_state():
@@ -842,7 +915,12 @@ def _train_cli(args):
 
 
 def add_cli(sub):
-    t = sub.add_parser("train", help="train SRGAN, the attention model or the PSNR baseline")
+    t = sub.add_parser("train", help="train SRGAN, the attention model or the PSNR baseline", epilog=(
+        "One writer per --out: a second process training into the same folder stops at once with exit status "
+        "75, naming the holder (pid, host, start time); a run waits for a shared warm-up another run is "
+        "writing. Ctrl-C (exit 130), a full disk or a permission denied (74) and a corrupt checkpoint (2) "
+        "are one-line errors that say what is intact and how to resume; `python -m srlib --debug train ...` "
+        "(or SRLIB_DEBUG=1) adds the traceback."))
     t.add_argument("--model", choices=list(MODELS), required=True)
     t.add_argument("--profile", choices=list(PROFILES), default="quick")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, meta.json)")

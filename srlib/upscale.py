@@ -21,12 +21,16 @@ written atomically (temporary file, then rename). Conversions:
 - Large images go through the model in tiles of ``tile`` LR pixels (overlapping beyond the receptive
   field), so the model's memory stays bounded; ``tile=0`` runs the whole image at once. Tiled output
   equals the whole-image output up to float rounding. SRGAN runs entirely in tiles. The attention
-  generator's GroupNorm and channel attention need whole-image statistics, so its low-resolution part
-  runs on the whole image and only the upsampling part (where the large maps are) in tiles; see
-  :func:`srlib.infer.upscale_tensor`.
+  generator's GroupNorm runs with statistics calibrated at its training extent and stored in its file
+  (:mod:`srlib.calibration`; the default, the same inference as scoring, ``--inference whole`` for the old
+  whole-image statistics), so it is local; its channel attention still averages over the whole image, so
+  its low-resolution part runs on the whole image and only the upsampling part (where the large maps are)
+  in tiles; see :func:`srlib.infer.upscale_tensor`.
   Its memory then grows with the image (about 1.5 kB per LR pixel in fp32 at 64 channels, measured by
-  ``srlib bench``). ``low_memory`` (``--low-memory``) runs it entirely in tiles instead: bounded memory,
-  but per-tile statistics, so the output is no longer equal to the whole-image one.
+  ``srlib bench``). ``low_memory`` (``--low-memory``) runs it entirely in tiles instead: bounded memory;
+  only the attention gates then see one tile at a time (results/extent.csv measures what that changes).
+  Images smaller than the training crop need nothing special: the calibrated statistics do not depend on
+  the input's size.
 - Precision (``--precision``): 'auto' is bf16 autocast on CUDA and fp32 on CPU; 'bf16' also on a CPU,
   where it is about 4x faster on CPUs with AMX / AVX512-BF16 (``srlib bench``) and differs from fp32 by
   a few 1/255 at most (tested on small generators).
@@ -54,8 +58,11 @@ LUMA = np.array([0.299, 0.587, 0.114])      # PIL convert('L') weights (BT.601)
 ROWS = 256                                  # output rows converted at a time (bounds float64 copies)
 
 
-def load_upscaler(checkpoint, device=None, arch=None, scale=None):
+def load_upscaler(checkpoint, device=None, arch=None, scale=None, inference="calibrated"):
     """Load the generator of ``checkpoint`` for inference. Returns ``(model, scale)``.
+
+    ``inference``: 'calibrated' (default, as scoring: GroupNorm with the statistics stored at the training
+    extent) or 'whole' (each image's own statistics, which shifts the colours; for comparison only).
 
     ``arch`` / ``scale``, when given, are expectations that the checkpoint must meet. Raises
     :class:`CheckpointError` (naming the file) for a missing, corrupt, foreign or mismatched checkpoint,
@@ -67,7 +74,7 @@ def load_upscaler(checkpoint, device=None, arch=None, scale=None):
     except (RuntimeError, AssertionError) as e:
         raise ValueError(f"device {device!r} cannot be used here ({str(e).splitlines()[0][:200]})") from None
     try:
-        model, ckpt = load_generator(checkpoint, device=dev, arch=arch, scale=scale)
+        model, ckpt = load_generator(checkpoint, device=dev, arch=arch, scale=scale, inference=inference)
         declared = ckpt["generator"]["scale"]
     except (KeyError, TypeError, AttributeError) as e:   # tagged checkpoint without usable metadata
         raise CheckpointError(f"{checkpoint}: no usable generator metadata ({type(e).__name__}: {e})") from None
@@ -197,7 +204,7 @@ def _report(msg):
 
 
 def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, suffix=None, arch=None,
-                  scale=None, progress=True, precision="auto", low_memory=False):
+                  scale=None, progress=True, precision="auto", low_memory=False, inference="calibrated"):
     """Upscale every image named by ``inputs`` (see :func:`expand_inputs`) into ``out_dir``.
 
     The checkpoint is loaded first; its problems raise :class:`CheckpointError` before any image is
@@ -207,7 +214,7 @@ def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, s
     """
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"{out_dir}: output folder exists and is not a folder")
-    model, scale = load_upscaler(checkpoint, device=device, arch=arch, scale=scale)
+    model, scale = load_upscaler(checkpoint, device=device, arch=arch, scale=scale, inference=inference)
     suffix = f"_x{scale}" if suffix is None else suffix
     files, errors = expand_inputs(inputs)
     for msg in errors:
@@ -262,8 +269,11 @@ def _add_arguments(p):
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on CUDA, fp32 on CPU; bf16: also on CPU (fast with AMX / AVX512-BF16)")
     p.add_argument("--low-memory", action="store_true",
-                   help="attention generator: run it entirely in tiles (memory bounded by --tile) with "
-                        "per-tile GroupNorm / attention statistics (output no longer equal to a whole-image run)")
+                   help="attention generator: run it entirely in tiles (memory bounded by --tile); its "
+                        "calibrated GroupNorm is local, only channel attention then sees one tile at a time")
+    p.add_argument("--inference", choices=["calibrated", "whole"], default="calibrated",
+                   help="calibrated (default, as scoring): GroupNorm with the statistics stored at the training "
+                        "extent; whole: each image's own statistics (colours shift; for comparison)")
     p.set_defaults(func=_run)
 
 
@@ -273,7 +283,7 @@ def _run(args):
         written, errors = upscale_files(args.inputs, args.out_dir, args.checkpoint, tile=args.tile,
                                         device=args.device, suffix=args.suffix, arch=args.arch,
                                         scale=args.scale, precision=args.precision,
-                                        low_memory=args.low_memory)
+                                        low_memory=args.low_memory, inference=args.inference)
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -87,7 +87,7 @@ def _synthetic(grid, seeds=(0, 1, 2), effects=None, rng=0):
 def test_analyze_known_answers(grid):
     effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
                "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}
-    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects), family_=("all", True))   # of record
     assert list(table.columns) == ablation.TABLE_COLUMNS
     prim = table[table["primary"]]
     assert len(prim) == 1 and prim.iloc[0]["comparison"] == "srgan_block - paper_block"
@@ -109,6 +109,24 @@ def test_analyze_known_answers(grid):
     assert np.allclose(expl["p_holm"].dropna(), stats.holm(expl["p"].to_numpy())[expl["p"].notna().to_numpy()])
 
 
+def test_reanalysis_family_is_the_pooled_rows(grid):
+    """The declared re-analysis (configs/ablation_grid.yaml: reanalysis): Holm over the pooled row of each
+    variant - reference per metric; per-set rows and the contrast are descriptive; the family of record
+    (every row) is still available and larger."""
+    assert ablation.family(grid) == ("pooled", False) and grid["reanalysis"]["inference"] == "calibrated"
+    rng = np.random.default_rng(3)
+    effects = {v: {s: float(rng.normal(0.2, 0.3)) for s in grid["seeds"][:3]} for v in runnable(grid)}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    fam = table[table["m"] > 0]
+    assert set(fam["dataset"]) == {"pooled"} and set(fam["reference"]) == {grid["reference"]}
+    assert len(fam) == len(runnable(grid)) - 2 and (fam["m"] == len(fam)).all()    # less the primary
+    assert np.allclose(fam["p_holm"], stats.holm(fam["p"].to_numpy()))
+    rest = table[(table["m"] == 0) & ~table["primary"]]
+    assert rest["p_holm"].isna().all() and (rest["dataset"] != "pooled").sum() == len(runnable(grid)) * 4
+    record = ablation.analyze(grid, _synthetic(grid, effects=effects), family_=("all", True))
+    assert record["m"].max() == 5 * len(runnable(grid)) - 1
+
+
 def test_markdown_table(grid):
     effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
                "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}
@@ -122,9 +140,10 @@ def test_markdown_table(grid):
                               f"+0.20 [{0.2 - half:+.2f}, {0.2 + half:+.2f}] | ")
     assert "(confirmatory)" in rows[0] and rows[0].endswith("|  |  |  |")        # no SSIM in these scores
     contrast = next(r for r in rows if r.startswith("| srgan_model - paper_loss |"))
-    assert "+0.50 [+0.50, +0.50] | <0.001 |" in contrast and "(m=" in contrast
+    assert "+0.50 [+0.50, +0.50] | <0.001 | (descriptive)" in contrast          # outside the declared family
+    assert "declared exploratory family" in md[0]
     no_effect = next(r for r in rows if r.startswith("| no_norm - paper_block |"))
-    assert "+0.00 [+0.00, +0.00] | n/a | n/a (m=" in no_effect                 # zero spread: no p
+    assert "+0.00 [+0.00, +0.00] | n/a | n/a (m=2)" in no_effect    # zero spread: no p; m counts the 2 with a p
     with pytest.raises(ValueError, match="primary endpoint"):
         ablation.markdown(table, grid, [0, 1, 2], metrics=("ssim",))
     empty = ablation.markdown(ablation.analyze(grid, _synthetic(grid).iloc[:0]), grid, [])
@@ -240,17 +259,21 @@ def test_parallel_jobs_fail_when_a_job_is_killed(monkeypatch, tmp_path):
 
     monkeypatch.setattr(subprocess, "Popen", Job)
     args = argparse.Namespace(grid=str(GRID), runs=str(tmp_path), jobs=2, datasets=["Set5"], variants=None, set=[],
-                              data_root=None, perceptual_datasets=[], niqe_set="quick-train")
+                              data_root=None, perceptual_datasets=[], niqe_set="quick-train", no_score=False)
     assert ablation._parallel(args, [0, 1, 2]) == 1
     seeds = [c[c.index("--seeds") + 1: c.index("--datasets")] for c in calls]
     assert seeds == [["0", "2"], ["1"]]
 
 
 def test_analyze_before_any_seed_is_complete(grid, tmp_path):
-    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns."""
-    scores, complete = ablation.collect_scores(grid, tmp_path)
-    assert complete == [] and scores.empty
-    table = ablation.analyze(grid, scores)
-    assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
-    terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
-    assert terms.empty and "adversarial_share_last" in terms.columns
+    """A grid in progress (./run_all.sh ablation --no-train): no seed finished, an empty table with the columns.
+    The analysis only reads: it takes no lock, so a run being trained (its folder locked) does not stop it."""
+    from srlib.lock import lock
+    with lock(ablation.run_dir(tmp_path, grid["seeds"][0], grid["reference"])):
+        scores, complete = ablation.collect_scores(grid, tmp_path)
+        assert complete == [] and scores.empty
+        table = ablation.analyze(grid, scores)
+        assert table.empty and list(table.columns) == ablation.TABLE_COLUMNS
+        terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
+        assert terms.empty and "adversarial_share_last" in terms.columns
+        assert not ablation.status(grid, tmp_path)["trained"].any()

@@ -86,8 +86,10 @@ def test_killed_run_resumes_to_the_same_weights(ddp_run, tmp_path):
     killed = torchrun(out, (str(script),))
     assert killed.returncode != 0
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 2
+    assert (out / ".lock").exists()         # rank 0's lock file (only rank 0 takes the lock): its lock died with it
     done = torchrun(out)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert not (out / ".lock").exists()
     a, b = load_checkpoint(ddp_run / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
     assert b["step"] == 4
     for k in a["G"]:

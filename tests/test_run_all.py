@@ -47,7 +47,7 @@ def test_fresh_clone_without_data_or_network_stops_at_once(tmp_path):
     assert "stopped before any work" in res.stderr
     assert seconds < 120, seconds                  # seconds, not a training run that fails later
     assert _git(repo, "status", "--porcelain") == ""
-    assert not (repo / ".staging").exists()
+    assert [p.name for p in (repo / ".staging").iterdir()] == ["quick.lock"]     # nothing staged: only the lock
 
 
 @pytest.mark.slow
@@ -91,3 +91,43 @@ def test_no_train_is_only_for_the_ablation_profile():
     res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", "--no-train"], capture_output=True, text=True,
                          env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
     assert res.returncode == 2 and "--no-train is for the ablation profile" in res.stderr, res.stderr
+
+
+def test_a_second_run_all_on_the_same_profile_stops_at_once(tmp_path):
+    """run_all holds .staging/<profile>.lock for its life: a second one (here the test holds the lock as the
+    first would) stops before any work with exit 75, naming the holder, and changes nothing."""
+    from srlib.lock import take
+    repo = clone(tmp_path)
+    (repo / ".staging").mkdir()
+    fd = os.open(repo / ".staging" / "demo.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        take(fd, ".staging/demo")
+        t0 = time.perf_counter()
+        res = run_all(repo, "demo", SRLIB_DATA=str(tmp_path / "empty"))
+        seconds = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    assert res.returncode == 75, res.stdout + res.stderr
+    assert f".staging/demo is being written by another process (pid {os.getpid()} " in res.stderr
+    assert "another run_all is running on profile demo" in res.stderr and seconds < 60
+    assert sorted(p.name for p in (repo / ".staging").iterdir()) == ["demo.lock"]
+    assert _git(repo, "status", "--porcelain") == "" and not (repo / "runs").exists()
+
+
+def test_a_failed_notebook_is_named_with_its_cell_and_error(tmp_path):
+    from srlib.study import notebook_failure
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# title"]},
+                    {"cell_type": "code", "execution_count": 1, "source": ["x = 1"], "outputs": []},
+                    {"cell_type": "code", "execution_count": 2, "outputs": [
+                        {"output_type": "error", "ename": "WriteError",
+                         "evalue": "runs/x/checkpoint.pt: cannot write it (No space left on device); ...\nmore",
+                         "traceback": []}],
+                     "source": ["# NBVAL_IGNORE_OUTPUT\n", "meta = train(cfg, out)\n", "print(meta)"]}]}
+    path = tmp_path / "02_train.ipynb"
+    path.write_text(__import__("json").dumps(nb))
+    assert notebook_failure(path) == ("cell [2] (`meta = train(cfg, out)`): WriteError: runs/x/checkpoint.pt: "
+                                      "cannot write it (No space left on device); ...")
+    nb["cells"][2]["outputs"] = []
+    path.write_text(__import__("json").dumps(nb))
+    assert notebook_failure(path) is None and notebook_failure(tmp_path / "missing.ipynb") is None
+    assert "python -m srlib.study failure" in (REPO / "run_all.sh").read_text()

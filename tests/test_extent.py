@@ -1,0 +1,178 @@
+"""Extent dependence and its remedy: GroupNorm statistics calibrated at the training extent."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srlib import archs, calibration, extent
+from srlib.archs import AttentionGenerator, SRGANGenerator
+from srlib.data import load_eval_set
+from srlib.evaluate import mean_offset
+from srlib.infer import load_generator, save_generator, upscale_array, upscale_tensor
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "train"
+
+
+def tiny(attention="channel", seed=0):
+    torch.manual_seed(seed)
+    return AttentionGenerator(n_blocks=2, n_feats=16, attention=attention).eval()
+
+
+def crops(n=32, size=12, seed=1):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_measure_matches_a_naive_loop():
+    """The calibration statistics equal a hand loop over crops and layers: each crop's own group mean and
+    (biased) group variance of the layer's input, averaged over crops, with every layer normalizing by
+    the crop's own statistics."""
+    model, lr = tiny(), crops()
+    got = calibration.measure(model, lr, batch=5)
+    norms = archs.group_norms(model)
+    inputs = {i: [] for i in range(len(norms))}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, i=i: inputs[i].append(a[0])) for i, m in enumerate(norms)]
+    with torch.no_grad():
+        for k in range(len(lr)):                        # one crop at a time: per-crop statistics
+            model.features(lr[k: k + 1])
+    for h in hooks:
+        h.remove()
+    for i, m in enumerate(norms):
+        x = torch.cat(inputs[i]).reshape(len(lr), m.num_groups, -1)
+        assert torch.allclose(got[i][0], x.mean(-1).mean(0), atol=1e-6)
+        assert torch.allclose(got[i][1], x.var(-1, unbiased=False).mean(0), atol=1e-6)
+
+
+def test_calibrated_groupnorm_is_a_fixed_affine_map():
+    """A calibrated layer in eval mode applies (x - mean_g) / sqrt(var_g + eps) * w + b per channel, with the
+    stored statistics; in training mode, or with inference 'whole', it is nn.GroupNorm."""
+    torch.manual_seed(0)
+    m = archs.CalibratedGroupNorm(4, 16)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.2, 0.2)
+    m.calib_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    m.calib_var.copy_(torch.tensor([1.0, 0.5, 2.0, 0.25]))
+    x = torch.randn(2, 16, 5, 7)
+    want = torch.empty_like(x)
+    for c in range(16):                                  # an independent loop, channel by channel
+        g = c // 4
+        want[:, c] = (x[:, c] - m.calib_mean[g]) / torch.sqrt(m.calib_var[g] + m.eps) * m.weight[c] + m.bias[c]
+    assert torch.allclose(m.eval()(x), want, atol=1e-5)
+    own = torch.nn.functional.group_norm(x, 4, m.weight, m.bias, m.eps)
+    assert torch.allclose(m.train()(x), own) and not torch.allclose(own, want, atol=1e-3)
+    m.eval().use_calibration = False
+    assert torch.allclose(m(x), own)
+
+
+def test_calibration_makes_the_output_independent_of_extent():
+    """Calibrated and without attention, the generator is local: a crop's output equals the interior of the
+    whole image's output (beyond the receptive field), tiled inference equals whole-image inference exactly,
+    and the model reports no global statistics. Uncalibrated, the same crop differs."""
+    model = tiny("none")
+    lr = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(2))
+    torch.set_grad_enabled(False)
+    before_whole, before_crop = model(lr), model(lr[:, :, 8:56, 8:72])
+    calibration.calibrate(model, crops(size=16))
+    assert archs.is_calibrated(model) and not model.has_global_statistics()
+    whole, crop = model(lr), model(lr[:, :, 8:56, 8:72])
+    torch.set_grad_enabled(True)
+    m = 16 * 4                                          # 16 LR px of margin, beyond the receptive field (about 13)
+    inner = (slice(None), slice(None), slice(8 * 4 + m, 56 * 4 - m), slice(8 * 4 + m, 72 * 4 - m))
+    assert (crop[:, :, m:-m, m:-m] - whole[inner]).abs().max() < 1e-5
+    assert (before_crop[:, :, m:-m, m:-m] - before_whole[inner]).abs().max() > 1e-3
+    tiled = upscale_tensor(model, lr, 4, tile=64, overlap=32)   # kept pixels 16 LR px from a tile edge
+    assert (tiled - whole.clamp(0, 1)).abs().max() < 1e-5
+    # with channel attention the model stays global (its pool): exact tiling still runs features whole
+    att = tiny("channel")
+    calibration.calibrate(att, crops(size=16))
+    assert att.has_global_statistics()
+
+
+def test_calibration_survives_the_generator_file(tmp_path):
+    """The statistics are buffers saved in generator.safetensors; a file without them (srlib <= 0.4) loads as
+    uncalibrated, warns and runs whole-image inference; 'whole' switches a calibrated file back."""
+    model = calibration.calibrate(tiny(), crops())
+    gen = {"arch": "attention", "kwargs": model.config["kwargs"], "scale": 4}
+    save_generator(tmp_path / "g.safetensors", model.state_dict(), gen)
+    loaded, ck = load_generator(tmp_path / "g.safetensors")
+    assert ck["inference"] == "calibrated" and archs.is_calibrated(loaded)
+    lr = torch.rand(1, 3, 20, 24)
+    assert torch.equal(loaded(lr), model(lr))
+    old = {k: v for k, v in model.state_dict().items() if "calib_" not in k}
+    save_generator(tmp_path / "old.safetensors", old, gen)
+    with pytest.warns(RuntimeWarning, match="no calibrated statistics"):
+        legacy, ck = load_generator(tmp_path / "old.safetensors")
+    assert ck["inference"] == "whole (not calibrated)" and not archs.is_calibrated(legacy)
+    whole, ck = load_generator(tmp_path / "g.safetensors", inference="whole")
+    assert ck["inference"] == "whole" and torch.allclose(whole(lr), legacy(lr), atol=1e-6)
+    srgan = SRGANGenerator(n_blocks=1, n_feats=16)
+    save_generator(tmp_path / "s.safetensors", srgan.state_dict(), {"arch": "srgan", "kwargs": srgan.config["kwargs"],
+                                                                    "scale": 4})
+    assert load_generator(tmp_path / "s.safetensors")[1]["inference"].startswith("no GroupNorm")
+
+
+def test_smoke_training_exports_a_calibrated_generator(tmp_path):
+    """Training validates and exports the calibrated generator; its meta.json records the calibration."""
+    import json
+
+    from srlib.train import make_config, train
+    cfg = make_config("psnr", "smoke", steps=2, warmup_steps=0)
+    train(cfg, tmp_path / "run")
+    model, ck = load_generator(tmp_path / "run" / "generator.safetensors")
+    assert archs.is_calibrated(model) and ck["inference"] == "calibrated"
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["calibration"]["lr_extent"] == cfg.crop // cfg.scale and meta["calibration"]["crops"] == 256
+
+
+def test_tiled_is_the_naive_tiling():
+    """extent.tiled: tiles of exactly n px, the last moved back to fit; equal to a hand-written loop."""
+    model = tiny()
+    lr = torch.rand(1, 3, 30, 21, generator=torch.Generator().manual_seed(4))
+    got = extent.tiled(model, lr, 12, 4)
+    want = torch.empty_like(got)
+    with torch.no_grad():
+        for y in (0, 12, 18):
+            for x in (0, 9):
+                want[:, :, y * 4: (y + 12) * 4, x * 4: (x + 12) * 4] = model(lr[:, :, y: y + 12, x: x + 12]).clamp(0, 1)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.slow
+def test_sweep_detects_the_dependence_on_real_images(data_root):
+    """On real Set5 images the committed attention generator's colours depend on the extent under its own
+    statistics (whole image against 24-px tiles: more than 3 levels apart), hardly under calibrated statistics
+    (under 1 level), and SRGAN in eval mode (BatchNorm with running statistics) hardly at all."""
+    att = RESULTS / "attention" / "generator.safetensors"
+    table = extent.probe(att, "attention", ["Set5"], data_root, extents=[24])
+    sweep = table[table.probe == "sweep"].set_index(["inference", "extent"])
+    off = sweep[["offset_r", "offset_g", "offset_b"]]
+    assert (off.loc[("whole", 0)] - off.loc[("whole", 24)]).abs().max() > 3
+    assert (off.loc[("calibrated", 0)] - off.loc[("calibrated", 24)]).abs().max() < 1
+    assert sweep.psnr[("calibrated", 0)] > sweep.psnr[("whole", 0)] + 0.5
+    srgan = extent.probe(RESULTS / "srgan" / "generator.safetensors", "srgan", ["Set5"], data_root, extents=[24])
+    s = srgan.set_index("extent")[["offset_r", "offset_g", "offset_b"]]
+    assert set(srgan.inference) == {"calibrated"} and (s.loc[0] - s.loc[24]).abs().max() < 1
+
+
+@pytest.mark.slow
+def test_committed_attention_generator_keeps_set5_colours(data_root, tmp_path):
+    """The default inference of the committed attention generator keeps every Set5 image's mean colour within
+    1 level of HR per channel, and `srlib upscale` with default options writes the outputs scoring scores."""
+    from PIL import Image
+
+    from srlib.metrics import to_uint8
+    from srlib.upscale import main
+    path = RESULTS / "attention" / "generator.safetensors"
+    model, ck = load_generator(path)
+    assert ck["inference"] == "calibrated", "the committed generator is not calibrated: run ./run_all.sh"
+    items = load_eval_set("Set5", data_root, 4)
+    for it in items:
+        sr = upscale_array(model, it.lr, 4, amp=False)
+        assert max(abs(v) for v in mean_offset(sr, it.hr)) < 1, it.name
+        Image.fromarray(it.lr).save(tmp_path / f"{it.name}.png")
+    assert main([str(tmp_path / f"{it.name}.png") for it in items] + ["-o", str(tmp_path / "out"),
+                                                                       "--checkpoint", str(path)]) == 0
+    for it in items:
+        out = np.asarray(Image.open(tmp_path / "out" / f"{it.name}_x4.png"))
+        assert np.array_equal(out, to_uint8(upscale_array(model, it.lr, 4, amp=False))), it.name
