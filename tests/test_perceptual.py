@@ -276,3 +276,39 @@ def test_stlpips_missing_package_gives_nan_and_a_loud_note(monkeypatch):
     with pytest.warns(RuntimeWarning, match="NOT COMPUTED"):
         model, note = P.load_stlpips()
     assert model is None and "srlib[stlpips]" in note and "torchsummary" in note
+
+
+# ------------------------------------------------------------------------------- perception-distortion plot
+def test_perception_distortion_figure_shows_every_method_with_the_legend_off_the_data():
+    """Every method in every panel with its own colour and marker (the attention model and the PSNR baseline
+    coincide here, as in results/), HR's line, the legend outside every axes, a missing measure said."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from srlib import study
+    methods = ["Bicubic", "SRGAN (ours)", "Attention (ours)", "PSNR baseline (ours)", "Other"]
+    rows = []
+    for ds in ("Set5", "Set14"):
+        for i, m in enumerate(methods):
+            same = min(i, 2)                                       # the last three share one point
+            rows.append(dict(method=m, dataset=ds, psnr=28.0 + same, niqe=9.0 - same, stlpips_alex=0.3 - 0.05 * same))
+        rows.append(dict(method="HR", dataset=ds, psnr=np.nan, niqe=4.5, stlpips_alex=0.0))
+    table = pd.DataFrame(rows)                                     # an older table: 'niqe' is niqe_srlib
+    fig = study.plot_perception_distortion(table, perception=("niqe_srlib", "stlpips_alex", "niqe_live"))
+    axes = np.array(fig.axes).reshape(3, 2)
+    styles = study.method_styles(methods)
+    assert len({c for c, _, _ in styles.values()}) == len({m for _, m, _ in styles.values()}) == len(methods)
+    fig.canvas.draw()
+    for ax in axes[:2].ravel():
+        shown = {c.get_label(): c for c in ax.collections}
+        assert set(shown) == set(methods)
+        assert all(len(c.get_offsets()) == 1 for c in shown.values())
+        sizes = [shown[m].get_sizes()[0] for m in methods[2:]]     # coinciding: concentric, largest drawn first
+        assert len(set(sizes)) == 3
+        assert any(line.get_linestyle() == "--" for line in ax.lines)    # HR
+    assert all("not computed" in ax.texts[0].get_text() and not ax.collections for ax in axes[2])
+    legend = fig.legends[0].get_window_extent()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == methods
+    assert not any(legend.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    matplotlib.pyplot.close(fig)
