@@ -12,6 +12,9 @@
 #   ./run_all.sh ablation   the seeded ablation grid (configs/ablation_grid.yaml; hours on a CPU, resumable:
 #                           run it again to continue) and its analysis, notebook 06_ablation
 #   ./run_all.sh ablation --no-train   only the analysis of the runs finished so far (a grid in progress)
+#   ./run_all.sh paper-budget   Table 1 at the paper's budget (configs/paper_budget_grid.yaml: four arms, 5,000
+#                           steps at crop 128, 3 seeds; about 3.9 hours per seed on a CPU, resumable) and its
+#                           analysis into results/paper-budget/; --no-train as for ablation
 # 1. Pre-flight: every dataset the profile reads must be under the data root ($SRLIB_DATA, else ./data);
 #    what is missing is downloaded (sizes stated first, checksums checked). If that is impossible it stops
 #    at once, naming what is missing and the fix, before touching anything.
@@ -48,7 +51,9 @@ for nb in "$from" "$to"; do
   [ -z "$nb" ] || [ -f "notebooks/$nb.ipynb" ] || { echo "run_all: no notebook notebooks/$nb.ipynb" >&2; exit 2; }
 done
 [ "$profile" = smoke ] && profile=demo
-[ "$train" = true ] || [ "$profile" = ablation ] || { echo "run_all: --no-train is for the ablation profile" >&2; exit 2; }
+grid_profile=false
+case "$profile" in ablation|paper-budget) grid_profile=true ;; esac
+[ "$train" = true ] || [ "$grid_profile" = true ] || { echo "run_all: --no-train is for the ablation and paper-budget profiles" >&2; exit 2; }
 config="configs/$profile.yaml"
 [ -f "$config" ] || { echo "run_all: no config $config (profiles: $(ls configs | sed 's/.yaml//' | tr '\n' ' '))" >&2; exit 2; }
 source scripts/setup_env.sh || { echo "run_all: environment setup failed" >&2; exit 1; }
@@ -118,8 +123,8 @@ PY
   if [ "$key" = "$to" ]; then done_to=true; fi
 }
 
-if [ "$profile" = ablation ]; then
-  run 06_ablation 06_ablation train="$train"
+if [ "$grid_profile" = true ]; then
+  run 06_ablation "06_${profile//-/_}" train="$train"
 else
   run 01_data 01_data
   for model in psnr attention srgan; do

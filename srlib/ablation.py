@@ -207,7 +207,7 @@ def status(grid, runs_dir):
             sha = _sha256(folder / GENERATOR_FILE) if (folder / GENERATOR_FILE).exists() else None
             warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
             warm = json.loads(warm.read_text()) if warm.exists() else {}
-            rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete",
+            rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete", generator_sha256=sha,
                              scored=sha is not None and _tag(folder / "scores.json").get("generator_sha256") == sha
                              and _tag(folder / "scores.json").get("inference") == "calibrated",
                              scored_whole=sha is not None
@@ -324,6 +324,36 @@ def analyze(grid, scores, level=None, family_=None):
     return out[TABLE_COLUMNS]
 
 
+def absolute_scores(scores):
+    """Each variant's own scores (not differences): per (variant, dataset, metric, seed) the mean over
+    images, and over the seeds their mean and SD. ``scores``: :func:`collect_scores`' long table. Returns
+    (summary: variant, dataset, metric, seeds, images, mean, sd; per_seed: variant, dataset, metric, seed,
+    images, value); datasets pooled over images as 'pooled' too."""
+    keys = ["variant", "dataset", "metric", "seed"]
+    pooled = scores.assign(dataset="pooled")
+    both = pd.concat([scores, pooled], ignore_index=True)
+    per_seed = both.groupby(keys, sort=False)["value"].agg(images="size", value="mean").reset_index()
+    summary = per_seed.groupby(keys[:-1], sort=False).agg(seeds=("seed", "nunique"), images=("images", "first"),
+                                                          mean=("value", "mean"), sd=("value", "std")).reset_index()
+    return summary, per_seed
+
+
+def absolute_markdown(summary, metric="psnr", datasets=None):
+    """``summary`` of :func:`absolute_scores` as a markdown table: one row per variant, 'mean ± SD (over
+    seeds)' per dataset (``datasets``: their order; default as they come, pooled last)."""
+    d = summary[summary["metric"] == metric]
+    sets = list(datasets or [x for x in dict.fromkeys(d["dataset"]) if x != "pooled"] + ["pooled"])
+    spec = ".2f" if metric == "psnr" else ".4f"
+    lines = [f"{metric.upper()} of each variant (standard protocol): mean over seeds ± SD over seeds "
+             f"(n seeds in brackets).", "", "| variant | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    for v, g in d.groupby("variant", sort=False):
+        g = g.set_index("dataset")
+        cells = [f"{format(g.loc[x, 'mean'], spec)} ± {_num(g.loc[x, 'sd'], spec)} ({int(g.loc[x, 'seeds'])})"
+                 if x in g.index else "" for x in sets]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def pilot_runs(grid, runs_dir, pilot_dir, budgets):
     """{budget label: runs folder} of the pilot: the grid's own budget (its runs) first, then each of
     ``budgets`` (label -> overrides) in ``pilot_dir/<label with '-' for spaces>``."""
@@ -390,11 +420,13 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 
 
-def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None):
+def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None, inference=None,
+             family_=None):
     """The README's ablation table from :func:`analyze`'s ``table`` (at interval ``level``, default the
     endpoint's): one row per comparison, the pooled difference of each of ``metrics`` with its interval, p and
     Holm p; the primary endpoint first and in bold. ``complete``: the seeds analyzed (those at which every
-    variant has finished). Written to ``path`` (atomically) when given; returns the text."""
+    variant has finished). ``inference`` (the scores' inference mode) and ``family_`` (as :func:`analyze`) are
+    stated in the caption. Written to ``path`` (atomically) when given; returns the text."""
     end = grid["primary_endpoint"]
     if not end.get("pooled", True) or end["metric"] not in metrics:
         raise ValueError(f"the table shows pooled {list(metrics)}; the primary endpoint {end} is not among them")
@@ -402,7 +434,8 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     level = round(100 * (level or end.get("level", 0.95)))
     lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
              f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
-             f"p, and Holm-adjusted p over {_family_text(grid)} of the same metric (m each). Seeds "
+             f"p, and Holm-adjusted p over {_family_text(family_ or family(grid))} of the same metric (m each). "
+             + (f"Inference: {INFERENCE_TEXT[inference]}. " if inference else "") + "Seeds "
              f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
              "", "| comparison | " + " | ".join(f"{m.upper()} [{level}% CI] | p | Holm p" for m in metrics) + " |",
              "|---|" + "---|---|---|" * len(metrics)]
@@ -428,8 +461,12 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     return text
 
 
-def _family_text(grid):
-    fam, with_contrasts = family(grid)
+INFERENCE_TEXT = {"calibrated": "GroupNorm calibrated at the training extent (the default)",
+                  "whole": "whole image, GroupNorm with each image's own statistics (the analysis of record)"}
+
+
+def _family_text(fam_spec):
+    fam, with_contrasts = fam_spec
     if fam == "all":
         return "the exploratory comparisons (every other row, per set and pooled)"
     contrasts = " and of each contrast" if with_contrasts else "; contrasts descriptive"

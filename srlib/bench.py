@@ -311,13 +311,18 @@ def _timed_inference(fn, device, reps):
 
 def bench_inference(cfg, device, precs, seed=0):
     """Rows of output MP/s and peak memory: tiled srlib inference per size and precision, untiled fp32."""
+    from .calibration import calibrate
     torch.manual_seed(seed)
     base = archs.AttentionGenerator(n_blocks=cfg.infer_blocks, n_feats=cfg.infer_feats).eval()
+    # the default inference: GroupNorm statistics calibrated at the training extent (here on random 24-px crops:
+    # the cost does not depend on the values), as every trained generator file holds them
+    calibrate(base, torch.rand(64, 3, 24, 24, generator=torch.Generator().manual_seed(seed)))
     models = {}
     for p in precs:
         m = copy.deepcopy(base).to(device)
         models[p] = m.to(memory_format=torch.channels_last) if p == "bf16" and device.type == "cpu" else m
-    naive_model = base.to(device)
+    naive_model = copy.deepcopy(base).to(device)
+    archs.set_inference(naive_model, "whole")          # the straightforward one: whole-image statistics
     rows = []
     gen = torch.Generator().manual_seed(seed)
     warm = torch.rand(1, 3, 32, 32, generator=gen)
@@ -335,16 +340,23 @@ def bench_inference(cfg, device, precs, seed=0):
                 with torch.no_grad():
                     return naive_model(lr.to(device)).clamp_(0, 1).cpu()
             naive = _timed_inference(run_naive, device, reps)
-        # exact (whole-image statistics) always; at the largest size also the low-memory mode
-        modes = (True, False) if n == max(cfg.infer_sizes) else (True,)
-        for exact in modes:
+        # the default (calibrated GroupNorm; channel attention over the whole image) always; at the smallest size
+        # also whole-image GroupNorm statistics (--inference whole), at the largest the low-memory mode
+        modes = [("calibrated", True)] + ([("whole", True)] if n == min(cfg.infer_sizes) else []) \
+            + ([("calibrated", False)] if n == max(cfg.infer_sizes) else [])
+        for inference, exact in modes:
             for p, m in models.items():
-                def run(m=m, lr=lr, p=p, exact=exact):
+                def run(m=m, lr=lr, p=p, exact=exact, inference=inference):
+                    archs.set_inference(m, inference)
                     return upscale_tensor(m, lr, 4, tile=cfg.tile, overlap=cfg.overlap, amp=p, exact=exact)
                 t, rss, cuda_mb, reset = _timed_inference(run, device, reps)
-                config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p}" + ("" if exact else " low-memory")
+                archs.set_inference(m, "calibrated")
+                config = f"attention {n}x{n}->{4 * n}x{4 * n} tile{cfg.tile} {p} {inference}" \
+                    + ("" if exact else " low-memory")
                 out_mb = 3 * (4 * n) ** 2 * 4 / 2 ** 20
-                mode = "whole-image statistics" if exact else "per-tile statistics (not exact)"
+                mode = ("calibrated GroupNorm, channel attention over the whole image" if inference == "calibrated"
+                        else "whole-image GroupNorm statistics") if exact else \
+                    "calibrated GroupNorm, channel attention per tile (not exact)"
                 if naive:
                     note = f"srlib {t:.2f} s; untiled fp32 {naive[0]:.2f} s; {reps} rep(s); {mode}"
                     rows.append(_row("inference", config, mp / t, mp / naive[0], "MP/s", note=note))

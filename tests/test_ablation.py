@@ -127,6 +127,22 @@ def test_reanalysis_family_is_the_pooled_rows(grid):
     assert record["m"].max() == 5 * len(runnable(grid)) - 1
 
 
+def test_absolute_scores_mean_and_sd_over_seeds(grid):
+    scores = _synthetic(grid, effects={"no_norm": {0: 1.0, 1: 2.0, 2: 3.0}})
+    summary, per_seed = ablation.absolute_scores(scores)
+    images = scores[(scores.variant == "no_norm") & (scores.dataset == "Set5")]
+    want = images.groupby("seed")["value"].mean()
+    got = per_seed[(per_seed.variant == "no_norm") & (per_seed.dataset == "Set5")].set_index("seed")["value"]
+    assert np.allclose(got.sort_index(), want.sort_index())
+    row = summary[(summary.variant == "no_norm") & (summary.dataset == "Set5")].iloc[0]
+    assert row["mean"] == pytest.approx(want.mean()) and row["sd"] == pytest.approx(want.std(ddof=1))
+    pooled = summary[(summary.variant == "no_norm") & (summary.dataset == "pooled")].iloc[0]
+    assert pooled["images"] == 39 and row["seeds"] == 3
+    md = ablation.absolute_markdown(summary, datasets=["Set5", "Set14", "BSD100", "Urban100", "pooled"])
+    line = next(x for x in md.splitlines() if x.startswith("| no_norm |"))
+    assert line.split(" | ")[1] == f"{row['mean']:.2f} ± {row['sd']:.2f} (3)"
+
+
 def test_markdown_table(grid):
     effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
                "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}

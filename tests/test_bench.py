@@ -81,6 +81,9 @@ def test_run_bench_tiny_table_and_csv(tmp_path):
     assert gflop.naive > gflop.srlib > 0 and math.isclose(gflop.ratio, gflop.naive / gflop.srlib)
     inf = table[table.measurement == "inference"].iloc[0]
     assert inf.srlib > 0 and inf.naive > 0 and "48x48->192x192 tile32" in inf.config
+    configs = list(table[table.measurement == "inference"].config)
+    assert inf.config.endswith(" calibrated")                     # the default inference first
+    assert any(c.endswith(" whole") for c in configs) and any(c.endswith(" low-memory") for c in configs)
     assert table[table.measurement == "inference_rss"].srlib.iloc[0] > 0
     assert table[table.measurement == "data_headroom"].srlib.iloc[0] > 0
     saved = pd.read_csv(out)

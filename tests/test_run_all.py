@@ -87,10 +87,15 @@ def test_unknown_notebook_names_stop_before_any_work(tmp_path):
         assert res.returncode == 2 and "no notebook notebooks/" in res.stderr, res.stderr
 
 
-def test_no_train_is_only_for_the_ablation_profile():
+def test_no_train_is_only_for_the_grid_profiles(tmp_path):
     res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", "--no-train"], capture_output=True, text=True,
                          env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
-    assert res.returncode == 2 and "--no-train is for the ablation profile" in res.stderr, res.stderr
+    assert res.returncode == 2 and "--no-train is for the ablation and paper-budget profiles" in res.stderr, res.stderr
+    # the paper-budget profile takes it: without its data it stops at the pre-flight instead (exit 3)
+    res = subprocess.run(["bash", str(REPO / "run_all.sh"), "paper-budget", "--no-train"], capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "SRLIB_VENV": sys.prefix, "SRLIB_DATA": str(tmp_path / "none")})
+    assert res.returncode == 3 and "--no-train is for" not in res.stderr, res.stderr
 
 
 def test_a_second_run_all_on_the_same_profile_stops_at_once(tmp_path):
