@@ -233,6 +233,7 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, in
     ``perceptual``; on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out.
     ``inference`` 'whole' reads the whole-image scores instead (``scores-whole.csv``; no perceptual measures).
     Returns (scores, complete seeds)."""
+    from .perceptual import MEASURES, current_names
     st = status(grid, runs_dir)
     flag = "scored" if inference == "calibrated" else "scored_whole"
     perceptual = perceptual and inference == "calibrated"
@@ -248,8 +249,10 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, in
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
             if with_perceptual:
-                df = pd.read_csv(folder / "perceptual.csv", dtype={"image": str})
-                long = df.melt(id_vars=["dataset", "image"], var_name="metric").dropna(subset=["value"])
+                df = current_names(pd.read_csv(folder / "perceptual.csv", dtype={"image": str}))
+                measures = [c for c in MEASURES if c in df.columns]    # not counts such as niqe_blocks
+                long = df.melt(id_vars=["dataset", "image"], value_vars=measures,
+                               var_name="metric").dropna(subset=["value"])
                 frames.append(long.assign(variant=name, seed=seed))
     cols = ["variant", "seed", "dataset", "image", "metric", "value"]
     scores = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

@@ -31,9 +31,12 @@ def _evaluate(args):
 
 def _download(args):
     from .data import data_root
-    from .download import download
+    from .download import WEIGHTS, download, download_weights
     for name in args.names:
-        download(name, data_root(args.data_root), allow_unverified=args.allow_unverified)
+        if name in WEIGHTS:
+            print(f"{name}: {download_weights(name)}")
+        else:
+            download(name, data_root(args.data_root), allow_unverified=args.allow_unverified)
     return 0
 
 
@@ -66,7 +69,8 @@ def build_parser():
     e.add_argument("--csv", default=None, help="write the table to this CSV file")
     e.set_defaults(func=_evaluate)
 
-    d = sub.add_parser("download", help="download DIV2K or the benchmark pack into the data root")
+    d = sub.add_parser("download", help="download datasets (DIV2K, the benchmark pack, ...) into the data root, "
+                                        "or torchvision's weights (vgg16, alexnet) into torch.hub's cache")
     d.add_argument("names", nargs="+")
     d.add_argument("--data-root", default=None)
     d.add_argument("--allow-unverified", action="store_true", help="accept archives without a known sha256")

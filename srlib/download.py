@@ -17,6 +17,12 @@ checked instead against the sha256 of its decoded pixels recorded in ``srlib/man
 (computed from the copies named there, whose sources are cited below), before the dataset is moved into
 place. ``SRLIB_MIRROR=<base URL>`` fetches every archive from ``<base URL>/<archive file>`` and every
 single file from ``<base URL>/<Name>/<file>`` instead (a local mirror; the tests' local server).
+
+Network weights (:data:`WEIGHTS`, ``python -m srlib download vgg16 alexnet``): torchvision's public ImageNet
+files, from the URLs torchvision itself uses, into torch.hub's ``checkpoints`` folder, where torchvision,
+the SRGAN loss (VGG16) and LPIPS (AlexNet) look for them. Each is streamed to ``<file>.part`` (resumed like
+an archive), checked against the sha256 prefix in its name (torchvision's convention: the hex digits after
+the last '-') and against the full sha256 where one is recorded, and only then renamed into place.
 """
 import contextlib
 import hashlib
@@ -130,6 +136,66 @@ SOURCES = {
 }
 
 
+@dataclass(frozen=True)
+class Weights:
+    """A network weight file: torchvision's URL and the full sha256 where one is known (None: the prefix in
+    the file name is all that is checked)."""
+    url: str
+    sha256: str | None
+    size: int | None = None    # bytes, for information (torchvision's ``_file_size``)
+
+    @property
+    def filename(self):
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def prefix(self):
+        """The sha256 prefix in the file name: ``vgg16-397923af.pth`` -> '397923af'."""
+        return self.filename.rsplit("-", 1)[1].split(".")[0]
+
+    def resolved_url(self):
+        mirror = os.environ.get("SRLIB_MIRROR")
+        return f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
+
+
+WEIGHTS = {
+    # torchvision.models.VGG16_Weights.IMAGENET1K_V1.url, for the SRGAN loss's perceptual term. The full
+    # sha256 is a third party's record (mvy0502/GenCP, tubitak/modal/gencp_modal.py, asserted after
+    # downloading this URL), consistent with the prefix in the name.
+    "vgg16": Weights("https://download.pytorch.org/models/vgg16-397923af.pth",
+                     "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", size=553_433_881),
+    # torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url, LPIPS's backbone; no full sha256 is recorded.
+    "alexnet": Weights("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", None, size=244_408_911),
+}
+
+
+def hub_checkpoints():
+    """torch.hub's checkpoints folder (``$TORCH_HOME/hub/checkpoints``), where torchvision caches weights."""
+    import torch
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download_weights(name, folder=None, progress=True):
+    """Fetch the weight file ``name`` (a key of :data:`WEIGHTS`) into ``folder`` (default
+    :func:`hub_checkpoints`) and return its path; a file already there is left alone. Raises DownloadError
+    (a bad download is deleted; an interrupted one is kept as ``.part`` and resumed next time)."""
+    w = WEIGHTS[name]
+    folder = Path(folder) if folder else hub_checkpoints()
+    target = folder / w.filename
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / (w.filename + ".part")
+    _fetch(w.resolved_url(), part, progress)
+    digest = _sha256(part)
+    if not digest.startswith(w.prefix) or (w.sha256 and digest != w.sha256):
+        part.unlink()
+        raise DownloadError(f"checksum mismatch for {w.resolved_url()}: expected sha256 "
+                            f"{w.sha256 or w.prefix + '...'}, got {digest}; deleted {part}")
+    os.replace(part, target)
+    return target
+
+
 def find_source(name):
     """The Source for a SOURCES key or for a dataset one provides ('Set5' -> the benchmark pack)."""
     if name in SOURCES:
@@ -138,7 +204,7 @@ def find_source(name):
         if name in source.datasets:
             return source
     choices = ", ".join(f"{key} ({', '.join(s.datasets)})" for key, s in SOURCES.items())
-    raise ValueError(f"unknown dataset {name!r}; choose from {choices}")
+    raise ValueError(f"unknown dataset {name!r}; choose from {choices}, or the weights {', '.join(WEIGHTS)}")
 
 
 def download(name, root, allow_unverified=False, progress=True):

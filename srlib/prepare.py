@@ -5,12 +5,17 @@ notebooks will read (training manifest, tuning split, validation set, benchmarks
 the data root. What is missing is fetched with :func:`srlib.download.download` (checksums, resume,
 atomic layout) after stating the sizes. When fetching is impossible it stops with one message that
 names what is missing and the commands that fix it. It writes nothing but the fetched data.
+
+It also fetches torchvision's ImageNet weights the profile can use (:func:`profile_weights`: VGG16 for the
+SRGAN loss, AlexNet for LPIPS) into torch.hub's cache. They are optional: where they cannot be fetched it
+says what is missing and what that costs (SRGAN trains without its perceptual term, the LPIPS column stays
+empty) and goes on.
 """
 import sys
 from pathlib import Path
 
 from .data import DEMO, available, data_root, entries, is_manifest, manifest_datasets
-from .download import DownloadError, download, find_source
+from .download import WEIGHTS, DownloadError, download, download_weights, find_source, hub_checkpoints
 
 
 class DataMissing(RuntimeError):
@@ -32,6 +37,45 @@ def profile_datasets(config_path):
     for key in ("figure1_images", "face_images"):
         names += [ds for ds, _ in sections.get("04_figures", {}).get(key) or []]
     return [n for n in dict.fromkeys(names) if n != DEMO]
+
+
+def profile_weights(config_path):
+    """The torchvision weights a run_all profile can use: VGG16 and AlexNet, except for profiles whose VGG16
+    is random-init on purpose (smoke, the demo)."""
+    import yaml
+    from .train import PROFILES, TrainConfig
+    common = (yaml.safe_load(Path(config_path).read_text()) or {}).get("common") or {}
+    train = {**TrainConfig().__dict__, **PROFILES[common.get("profile", "quick")]}
+    return [] if train["vgg_weights"] == "random" else ["vgg16", "alexnet"]
+
+
+def fetch_weights(names, fetch=True, progress=True, out=None):
+    """Fetch the weights ``names`` missing from torch.hub's cache; what cannot be fetched is reported (with its
+    consequence and the fix) but is not an error. Returns the names fetched."""
+    out = out or sys.stderr
+    folder = hub_checkpoints()
+    missing = [n for n in names if not (folder / WEIGHTS[n].filename).is_file()]
+    if not missing:
+        if names:
+            print(f"weights: {', '.join(names)} found in {folder}", file=out)
+        return []
+    sizes = ", ".join(f"{n} ({WEIGHTS[n].size / 1e6:,.0f} MB)" for n in missing)
+    print(f"weights: missing in {folder}: {sizes}", file=out)
+    fetched, failed = [], []
+    for name in missing if fetch else []:
+        try:
+            download_weights(name, folder, progress)
+            fetched.append(name)
+        except (DownloadError, OSError) as e:
+            failed.append(f"{name}: {e}")
+    left = [n for n in missing if n not in fetched]
+    if left:
+        why = {"vgg16": "SRGAN trains WITHOUT its perceptual (VGG16) term (vgg_on_missing='drop') and a finished "
+                        "SRGAN run is reused as it is", "alexnet": "the LPIPS column stays empty"}
+        print(f"weights: still missing: {', '.join(left)}" + (f" (could not fetch: {'; '.join(failed)})" if failed
+              else "") + f". Without them {'; '.join(why[n] for n in left)}. fix: python -m srlib download "
+              f"{' '.join(left)}", file=out)
+    return fetched
 
 
 def missing_datasets(names, root=None):
@@ -64,6 +108,7 @@ def preflight(config_path, root=None, fetch=True, progress=True, out=None):
     missing = missing_datasets(names, root)
     if not missing:
         print(f"data: all of {', '.join(names)} found under {root}", file=out)
+        fetch_weights(profile_weights(config_path), fetch, progress, out)
         return []
     sources = {}
     for name in missing:
@@ -93,6 +138,7 @@ def preflight(config_path, root=None, fetch=True, progress=True, out=None):
     if still:
         raise DataMissing(f"after fetching, still missing or incomplete under {root}: {', '.join(still)} "
                           f"(a manifest image may be absent from the fetched data)\n{fix}")
+    fetch_weights(profile_weights(config_path), fetch, progress, out)
     return fetched
 
 

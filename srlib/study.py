@@ -176,8 +176,8 @@ def hr_scores(datasets, root, perceptual):
 def write_perceptual(per_image, hr, notes, results_dir):
     """``perceptual.csv`` (per method and dataset: mean PSNR/SSIM and every perceptual measure, standard
     protocol rows, HR's own values last) and ``perceptual.md`` (the table with directions and notes)."""
-    from .perceptual import MEASURES
-    cols = ("psnr", "ssim") + MEASURES
+    from .perceptual import COUNTS, MEASURES
+    cols = ("psnr", "ssim") + MEASURES + COUNTS
     per_image = default_inference(per_image)
     std = pd.concat([per_image[per_image.protocol == "standard"], hr], ignore_index=True)
     table = summarize(std, cols).drop(columns="protocol")
@@ -196,17 +196,22 @@ def perceptual_markdown(table, notes):
     for ds, g in table.groupby("dataset", sort=False):
         rows = [f"| {r['method']} | " + " | ".join(_num(r[c], c) for c in cols) + " |" for _, r in g.iterrows()]
         n = int(g["images"].iloc[0])
-        out.append(f"#### {ds} ({n} images)\n\n" + head + "\n" + "\n".join(rows) + "\n")
+        blocks = f", {g['niqe_blocks'].iloc[0]:.1f} NIQE blocks per image" if "niqe_blocks" in g else ""
+        out.append(f"#### {ds} ({n} images{blocks})\n\n" + head + "\n" + "\n".join(rows) + "\n")
     lines = ["Standard protocol for PSNR/SSIM; the other measures on RGB with the same 4-pixel border shaved "
              "(srlib.perceptual). HR: the measures of the HR images themselves (NIQE of real photographs; the "
              "full-reference values are their ideal).",
-             f"LPIPS: {notes.get('lpips', '?')}.", f"NIQE model: {notes.get('niqe', '?')} (not the published "
-             "NIQE parameters, which cannot be fetched here: compare NIQE values only with each other)."]
+             f"LPIPS: {notes.get('lpips', '?')}.",
+             f"STLPIPS_ALEX: {notes.get('stlpips_alex', '?')}.",
+             f"NIQE_LIVE: {notes.get('niqe_live', '?')}; 96x96 blocks of Y, 4-pixel border shaved (PIRM's protocol), "
+             "blocks per image in the headings.",
+             f"NIQE_SRLIB: {notes.get('niqe_srlib', notes.get('niqe', '?'))} (srlib's own fit, not the published "
+             "NIQE parameters: compare its values only with each other)."]
     return "\n".join(out) + "\n" + "\n".join(f"- {x}" for x in lines) + "\n"
 
 
 def _num(v, measure):
-    return "–" if pd.isna(v) else f"{v:.{2 if measure in ('psnr', 'niqe') else 4}f}"
+    return "–" if pd.isna(v) else f"{v:.{2 if measure in ('psnr', 'niqe', 'niqe_live', 'niqe_srlib') else 4}f}"
 
 
 def sharpen(img, amount=1.5, sigma=2.0):
@@ -521,30 +526,65 @@ def plot_distributions(per_image, path=None, protocol="standard"):
     return fig
 
 
-def plot_perception_distortion(table, path=None, perception="niqe"):
-    """Blau and Michaeli's perception-distortion plane per benchmark: each method (and bicubic) at its mean
-    PSNR (distortion; right is better) and mean no-reference score ``perception`` (NIQE; down is more
-    natural), from :func:`write_perceptual`'s table. HR's own NIQE is the dashed line: what a perfectly
-    natural output would score. Axes are per benchmark."""
-    import matplotlib.pyplot as plt
+# one fixed look per method in every panel (Okabe-Ito colours; hollow markers of decreasing size, so that
+# coinciding methods stay visible as concentric shapes); methods not listed take the colorblind palette
+METHOD_STYLE = {"Bicubic": ("#000000", "s", 150), "SRGAN (ours)": ("#D55E00", "o", 120),
+                "Attention (ours)": ("#0072B2", "D", 80), "PSNR baseline (ours)": ("#009E73", "^", 45)}
+PD_MEASURES = {"niqe_live": "NIQE (LIVE model) ↓ more natural", "stlpips_alex": "ST-LPIPS (AlexNet) ↓ closer",
+               "niqe_srlib": "NIQE (srlib's fit) ↓ more natural"}
+
+
+def method_styles(methods):
+    """{method: (colour, marker, size)}: :data:`METHOD_STYLE`, then distinct colours and markers for the rest."""
     import seaborn as sns
+    extra = iter(zip(sns.color_palette("colorblind")[4:] + sns.color_palette("dark"), "vPX*hp<>" * 3,
+                     [100] * 30))
+    return {m: METHOD_STYLE.get(m) or next(extra) for m in dict.fromkeys(methods)}
+
+
+def plot_perception_distortion(table, path=None, perception=("niqe_live", "stlpips_alex")):
+    """Blau and Michaeli's perception-distortion plane, one row per measure in ``perception`` (default the
+    published NIQE and ST-LPIPS) and one column per benchmark: each method (and bicubic) at its mean PSNR
+    (distortion; right is better) and its mean score on the measure (down is better), from
+    :func:`write_perceptual`'s table (an older table's 'niqe' is read as 'niqe_srlib'). HR's own value is the
+    dashed line (for NIQE, what real photographs score; for ST-LPIPS, 0). Every method has one colour and
+    hollow marker in every panel (:func:`method_styles`), the legend sits below the panels, off the data; a
+    measure the table lacks (e.g. ST-LPIPS without its package) gives a panel that says so. Axes per panel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .perceptual import current_names
+    table = current_names(table)
+    perception = [perception] if isinstance(perception, str) else list(perception)
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(len(perception), len(datasets), figsize=(3.6 * len(datasets), 3.3 * len(perception)),
+                             squeeze=False)
     models = table[table["method"] != "HR"]
-    palette = dict(zip(dict.fromkeys(models["method"]), sns.color_palette("colorblind")))
-    for ax, ds in zip(axes[0], datasets):
-        sub = models[models["dataset"] == ds]
-        sns.scatterplot(data=sub, x="psnr", y=perception, hue="method", style="method", palette=palette, s=80,
-                        ax=ax, legend=ax is axes[0][0], alpha=0.85)   # markers differ: coinciding models show
-        hr = table[(table["dataset"] == ds) & (table["method"] == "HR")][perception]
-        if len(hr) and hr.notna().all():
-            ax.axhline(float(hr.iloc[0]), ls="--", c="gray", lw=1)
-            ax.annotate("HR", (ax.get_xlim()[0], float(hr.iloc[0])), va="bottom", color="gray", fontsize=8)
-        ax.set(title=ds, xlabel="PSNR (dB, standard) → less distortion", ylabel=f"{perception.upper()} ↓ more natural")
-    if axes[0][0].get_legend():
-        sns.move_legend(axes[0][0], "upper left", fontsize=7, title=None)
+    styles = method_styles(models["method"])
+    for row, measure in zip(axes, perception):
+        for ax, ds in zip(row, datasets):
+            sub = models[models["dataset"] == ds]
+            ylabel = PD_MEASURES.get(measure, f"{measure.upper()} ↓")
+            ax.set(title=ds, xlabel="PSNR (dB, standard) → less distortion", ylabel=ylabel)
+            if measure not in sub or sub[measure].isna().all():
+                ax.text(0.5, 0.5, f"{measure}: not computed", ha="center", va="center", transform=ax.transAxes,
+                        color="gray")
+                continue
+            for method, (colour, marker, size) in styles.items():
+                r = sub[sub["method"] == method]
+                ax.scatter(r["psnr"], r[measure], s=size, marker=marker, facecolors="none", edgecolors=colour,
+                           linewidths=1.8, label=method, zorder=3)
+            hr = table[(table["dataset"] == ds) & (table["method"] == "HR")][measure]
+            if len(hr) and hr.notna().all():
+                ax.axhline(float(hr.iloc[0]), ls="--", c="gray", lw=1)
+                ax.annotate("HR", (0.01, float(hr.iloc[0])), xycoords=("axes fraction", "data"), va="bottom",
+                            color="gray", fontsize=8)
+            ax.margins(0.15)
+    handles = [Line2D([], [], ls="", marker=m, markersize=8, markerfacecolor="none", markeredgecolor=c,
+                      markeredgewidth=1.8, label=k) for k, (c, m, _) in styles.items()]
     fig.suptitle("Perception-distortion plane (x4)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if path:
         _save(fig, path)
     return fig

@@ -271,14 +271,32 @@ def build_generator(cfg):
     return archs.build_generator(cfg.arch, **kwargs), kwargs
 
 
+def vgg16_path(cfg):
+    """The VGG16 file the SRGAN loss of ``cfg`` looks for: torchvision's cached ImageNet file for 'auto', the
+    given path otherwise; None for 'random'."""
+    if cfg.vgg_weights == "random":
+        return None
+    return os.path.join(torch.hub.get_dir(), "checkpoints", losses.VGG16_FILE) if cfg.vgg_weights == "auto" \
+        else cfg.vgg_weights
+
+
+def vgg16_now_available(cfg, meta):
+    """True when ``meta`` (a finished run's) records an SRGAN loss without ImageNet VGG16 (term dropped, or a
+    random-init fallback) although ``cfg`` asks for ImageNet weights and their file is there now. Such a run
+    is not reused: the resolved VGG16 is part of a run's identity, so it is trained again (from its shared
+    warm-up when that exists) with Ledig's perceptual term. A run trained with ImageNet VGG16 is reused
+    even where the file has gone, and ``vgg_weights='random'`` is never upgraded."""
+    path = vgg16_path(cfg)
+    return (cfg.loss == "srgan" and path is not None and os.path.isfile(path)
+            and str(meta.get("vgg", "")).startswith(("dropped", "random")))
+
+
 def build_losses(cfg):
     """(main-phase criterion, warm-up criterion, VGG note). The SRGAN loss's VGG16 follows ``vgg_weights`` and
     ``vgg_on_missing``; with 'drop' and no ImageNet file the perceptual term is left out."""
     note = "not used"
     if cfg.loss == "srgan":
-        import os
-        path = os.path.join(torch.hub.get_dir(), "checkpoints", losses.VGG16_FILE) if cfg.vgg_weights == "auto" \
-            else cfg.vgg_weights
+        path = vgg16_path(cfg) or ""
         if cfg.vgg_on_missing == "drop" and cfg.vgg_weights != "random" and not os.path.isfile(path):
             warnings.warn(f"!!! VGG16 ImageNet weights not found at {path!r}: the SRGAN loss runs WITHOUT its "
                           f"perceptual term (vgg_on_missing='drop') !!!", RuntimeWarning, stacklevel=2)
@@ -476,7 +494,10 @@ def train(cfg, out_dir, resume=True, force=False, wait=False):
     evaluation and upscaling).
 
     With ``resume`` (default) an existing checkpoint in ``out_dir`` is continued, and a finished run is
-    returned as is unless ``force``. Returns the metadata dict (also in meta.json).
+    returned as is unless ``force``, or unless it is an SRGAN run that went without ImageNet VGG16 while
+    the file is there now (:func:`vgg16_now_available`; e.g. the committed quick-profile SRGAN after
+    ``python -m srlib download vgg16``): that one is trained again, loudly. Returns the metadata dict (also
+    in meta.json).
 
     ``out_dir`` is locked while the run writes it: another process writing it raises
     :class:`srlib.lock.FolderLocked` at once, or with ``wait`` (how a shared warm-up is trained) is waited
@@ -517,7 +538,12 @@ def _train(cfg, out, resume, force):
     start, history, ckpt = 0, [], None
     if resume and not force and meta_path.exists():
         done = json.loads(meta_path.read_text())
-        if done.get("status") == "complete" and done.get("config") == _plain(cfg):
+        if done.get("config") == _plain(cfg) and vgg16_now_available(cfg, done):   # finished or not
+            warnings.warn(f"!!! {out}: an SRGAN run without ImageNet VGG16 ({done['vgg']}), and the weights are "
+                          f"now at {vgg16_path(cfg)}: training it again, with its perceptual term !!!",
+                          RuntimeWarning, stacklevel=3)
+            force = True
+        elif done.get("status") == "complete" and done.get("config") == _plain(cfg):
             if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
                 _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint

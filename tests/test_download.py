@@ -1,4 +1,5 @@
-"""srlib.download against a local HTTP server (127.0.0.1 only) serving tiny zip and tar archives."""
+"""srlib.download against a local HTTP server (127.0.0.1 only) serving tiny zip and tar archives and stand-ins
+for torchvision's weight files (written into a temporary torch.hub folder, never the real cache)."""
 import dataclasses
 import hashlib
 import io
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 
 import srlib.download as dl
-from srlib.download import SOURCES, DownloadError, Source, download, find_source
+from srlib.download import SOURCES, WEIGHTS, DownloadError, Source, Weights, download, download_weights, find_source
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -285,8 +286,99 @@ def mirror(server, tmp_path, monkeypatch):
     monkeypatch.setitem(SOURCES, "benchmark", dataclasses.replace(SOURCES["benchmark"],
                                                                   sha256=hashlib.sha256(bench).hexdigest()))
     monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    fake_weights(server, monkeypatch)
     server.mdir = mdir
     return server
+
+
+def fake_weights(server, monkeypatch, names=("vgg16", "alexnet")):
+    """Serve a small stand-in for each weight file, named with its own sha256 prefix as torchvision names
+    them, and point WEIGHTS at it; torch.hub's folder moves to tmp (TORCH_HOME). Returns {name: bytes}."""
+    monkeypatch.setenv("TORCH_HOME", str(server.www.parent / "torch"))
+    out = {}
+    for name in names:
+        data = f"{name} weights ".encode() * 5000
+        sha = hashlib.sha256(data).hexdigest()
+        w = Weights(f"https://download.pytorch.org/models/{name}-{sha[:8]}.pth", sha, size=len(data))
+        (server.www / w.filename).write_bytes(data)
+        monkeypatch.setitem(WEIGHTS, name, w)
+        out[name] = data
+    return out
+
+
+def test_weights_registry_is_torchvisions():
+    import torchvision.models as tvm
+
+    from srlib.losses import VGG16_FILE
+    from srlib.perceptual import ALEXNET_FILE
+    assert WEIGHTS["vgg16"].url == tvm.VGG16_Weights.IMAGENET1K_V1.url
+    assert WEIGHTS["alexnet"].url == tvm.AlexNet_Weights.IMAGENET1K_V1.url
+    assert (WEIGHTS["vgg16"].filename, WEIGHTS["alexnet"].filename) == (VGG16_FILE, ALEXNET_FILE)
+    assert (WEIGHTS["vgg16"].prefix, WEIGHTS["alexnet"].prefix) == ("397923af", "7be5be79")
+    for w in WEIGHTS.values():
+        assert w.sha256 is None or (re.fullmatch("[0-9a-f]{64}", w.sha256) and w.sha256.startswith(w.prefix))
+    mib = tvm.VGG16_Weights.IMAGENET1K_V1.meta["_file_size"]
+    assert WEIGHTS["vgg16"].size / 2 ** 20 == pytest.approx(mib, abs=1e-3)
+
+
+def test_weights_land_in_torch_hub_checked_and_atomic(server, monkeypatch):
+    import torch
+    data = fake_weights(server, monkeypatch)["vgg16"]
+    monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    path = download_weights("vgg16", progress=False)
+    assert path == Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS["vgg16"].filename
+    assert str(path).startswith(str(server.www.parent / "torch")) and path.read_bytes() == data
+    assert list(path.parent.glob("*.part")) == []
+    n = len(server.requests)
+    assert download_weights("vgg16", progress=False) == path and len(server.requests) == n   # present: left alone
+
+
+@pytest.mark.parametrize("bad", ["prefix", "full"])
+def test_weights_checksum_mismatch_deletes_the_download(server, monkeypatch, tmp_path, bad):
+    fake_weights(server, monkeypatch, ["alexnet"])
+    monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    w = WEIGHTS["alexnet"]
+    if bad == "prefix":                      # other bytes under the name: the name's prefix does not match
+        (server.www / w.filename).write_bytes(b"something else")
+        monkeypatch.setitem(WEIGHTS, "alexnet", dataclasses.replace(w, sha256=None))
+    else:                                    # the prefix matches, the recorded full sha256 does not
+        monkeypatch.setitem(WEIGHTS, "alexnet", dataclasses.replace(w, sha256=w.prefix + "0" * 56))
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download_weights("alexnet", tmp_path / "ckpt", progress=False)
+    assert list((tmp_path / "ckpt").iterdir()) == []
+
+
+def test_weights_resume_sends_range(server, monkeypatch, tmp_path):
+    data = fake_weights(server, monkeypatch, ["vgg16"])["vgg16"]
+    monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / (WEIGHTS["vgg16"].filename + ".part")).write_bytes(data[:1000])
+    assert download_weights("vgg16", folder, progress=False).read_bytes() == data
+    assert server.requests[-1][1] == "bytes=1000-"
+
+
+def test_cli_downloads_weights(server, monkeypatch, capsys):
+    from srlib.cli import main
+    fake_weights(server, monkeypatch)
+    monkeypatch.setenv("SRLIB_MIRROR", server.url)
+    assert main(["download", "vgg16", "alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert WEIGHTS["vgg16"].filename in out and WEIGHTS["alexnet"].filename in out
+
+
+def test_weights_offline_are_reported_not_fatal(server, monkeypatch, capsys):
+    from srlib import prepare
+    fake_weights(server, monkeypatch)
+    monkeypatch.setenv("SRLIB_MIRROR", "http://127.0.0.1:9")      # nothing listens there
+    assert prepare.fetch_weights(["vgg16", "alexnet"], progress=False) == []
+    err = capsys.readouterr().err
+    assert "could not fetch" in err and "WITHOUT its perceptual" in err and "LPIPS column stays empty" in err
+    assert "fix: python -m srlib download vgg16 alexnet" in err
+    assert prepare.fetch_weights(["alexnet"], fetch=False) == [] and "still missing: alexnet" in capsys.readouterr().err
+    config = Path(__file__).resolve().parent.parent / "configs"
+    assert prepare.profile_weights(config / "quick.yaml") == ["vgg16", "alexnet"]
+    assert prepare.profile_weights(config / "demo.yaml") == []
 
 
 def test_file_list_source_checked_by_pixels(mirror, tmp_path):
@@ -334,8 +426,10 @@ def test_preflight_lays_out_every_dataset_of_the_profile(mirror, tmp_path, monke
     assert available(["T91", "BSD200", "Set5", "Set14", "BSD100", "Urban100"], root) == \
         ["T91", "BSD200", "Set5", "Set14", "BSD100", "Urban100"]
     err = capsys.readouterr().err
-    for part in ("T91 (6 MB)", "BSD200 (22 MB)", "Set5, Set14, BSD100, Urban100 (250 MB)"):
+    for part in ("T91 (6 MB)", "BSD200 (22 MB)", "Set5, Set14, BSD100, Urban100 (250 MB)", "weights: missing"):
         assert part in err
+    from srlib.download import hub_checkpoints     # the weights too, into torch.hub's (temporary) folder
+    assert all((hub_checkpoints() / WEIGHTS[n].filename).is_file() for n in ("vgg16", "alexnet"))
     n = len(mirror.requests)
     assert prepare.preflight(config, root) == [] and len(mirror.requests) == n     # nothing left to fetch
 

@@ -47,7 +47,8 @@ def test_requirements_environment_and_pyproject_agree():
 
 def test_every_third_party_import_of_srlib_is_a_core_dependency():
     core = {_norm(d) for d in pyproject()["project"]["dependencies"]}
-    study = {_norm(d) for d in pyproject()["project"]["optional-dependencies"]["study"]}
+    extras = {k: {_norm(d) for d in v} for k, v in pyproject()["project"]["optional-dependencies"].items()}
+    study = extras["study"]
     stdlib = set(sys.stdlib_module_names)
     for path in (REPO / "srlib").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -58,8 +59,10 @@ def test_every_third_party_import_of_srlib_is_a_core_dependency():
                 if top in stdlib or top in ("srlib", "IPython"):
                     continue
                 dist = _norm(MODULE_TO_DIST.get(top, top))
-                # the study's own modules may use the [study] extra; the rest of srlib only core packages
-                allowed = core | study if path.name in ("study.py", "bench.py", "ablation.py", "extent.py") else core
+                # the study's own modules may use the [study] extra, perceptual.py the [stlpips] extra (imported
+                # where present); the rest of srlib only core packages
+                allowed = core | study if path.name in ("study.py", "bench.py", "ablation.py", "extent.py") else \
+                    core | extras["stlpips"] if path.name == "perceptual.py" else core
                 assert dist in allowed, f"{path.name} imports {name} ({dist}), not declared in pyproject"
 
 

@@ -1,6 +1,10 @@
-"""srlib.perceptual: LPIPS through its real code path (offline, seeded random backbone), the piq measures,
-NIQE's distribution fits (known answers) and its model, and the positive control on real data."""
+"""srlib.perceptual: LPIPS through its real code path (offline, seeded random backbone), ST-LPIPS with its
+wheel's weights, the piq measures, NIQE's distribution fits (known answers), srlib's NIQE model and the
+published one, and the positive control on real data. tests/test_niqe_reference.py checks niqe_live against
+BasicSR's own code."""
+import hashlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -121,9 +125,24 @@ def test_niqe_prefers_real_photographs_to_blurred_ones(niqe, data_root):
 def test_perceptual_columns_and_gaps(niqe, random_lpips):
     a = _image(200, 200)
     out = P.Perceptual(None, niqe)(blur(a), a)
-    assert set(out) == set(P.MEASURES) and np.isnan(out["lpips"]) and out["niqe"] > 0
-    out = P.Perceptual(random_lpips, None)(a, a)
-    assert out["lpips"] == pytest.approx(0.0, abs=1e-7) and np.isnan(out["niqe"])
+    assert set(out) == set(P.MEASURES + P.COUNTS) and np.isnan(out["lpips"]) and out["niqe_srlib"] > 0
+    assert np.isnan(out["niqe_live"]) and np.isnan(out["stlpips_alex"]) and out["niqe_blocks"] == 4   # 192 px
+    assert out["niqe_srlib"] == niqe.score(blur(a))                # the column formerly named 'niqe'
+    small = _image(150, 150)
+    out = P.Perceptual(random_lpips, None, niqe_live=P.load_niqe_live())(small, small)
+    assert out["lpips"] == pytest.approx(0.0, abs=1e-7) and np.isnan(out["niqe_srlib"])
+    assert out["niqe_blocks"] == 1 and np.isnan(out["niqe_live"])     # one block: no covariance
+    big = _image(300, 400)
+    out = P.Perceptual(None, None, niqe_live=P.load_niqe_live())(big, big)
+    assert out["niqe_blocks"] == 3 * 4 and out["niqe_live"] > 0
+
+
+def test_legacy_niqe_column_is_read_as_niqe_srlib():
+    import pandas as pd
+    old = pd.DataFrame({"method": ["a"], "niqe": [7.0]})
+    assert list(P.current_names(old).columns) == ["method", "niqe_srlib"]
+    both = pd.DataFrame({"niqe": [1.0], "niqe_srlib": [2.0]})
+    assert list(P.current_names(both).columns) == ["niqe", "niqe_srlib"]       # a current column wins
 
 
 @pytest.mark.slow
@@ -137,7 +156,7 @@ def test_positive_control_ranks_on_set5(niqe, data_root):
     assert {k: checks[k] for k in ("psnr", "ssim", "haarpsi", "gmsd", "ms_ssim")} == dict.fromkeys(
         ["psnr", "ssim", "haarpsi", "gmsd", "ms_ssim"], "yes")
     t = table.set_index("output")
-    n = t["niqe"]
+    n = t["niqe_srlib"]
     assert n["HR"] < min(n["L1 model"], n["Bicubic"]) and n["Bicubic, blurred"] > max(n["L1 model"], n["Bicubic"])
     for m in ("haarpsi", "ms_ssim"):
         assert t.loc["L1 model, over-sharpened", m] < t.loc["L1 model", m]
@@ -154,3 +173,142 @@ def test_flat_blocks_give_finite_features():
     flat = np.full((200, 200, 3), 128, np.uint8)
     f, sharp = P.niqe_features(flat)
     assert np.isfinite(f).all() and (sharp < 1e-3).all()
+
+
+# ------------------------------------------------------------------------------------- the published NIQE
+def test_niqe_live_model_is_the_shipped_file_with_its_notice():
+    assert hashlib.sha256(P.NIQE_LIVE_FILE.read_bytes()).hexdigest() == P.NIQE_LIVE_SHA256
+    live = P.load_niqe_live()
+    assert live.mu.shape == (36,) and live.cov.shape == (36, 36) and live.convention == "live"
+    assert np.allclose(live.cov, live.cov.T) and live.window.shape == (7, 7)
+    assert live.window == pytest.approx(P.gaussian_window(), abs=1e-15)          # fspecial('gaussian', 7, 7/6)
+    notice = (P.ASSETS / "NIQE_LIVE_NOTICE.txt").read_text()
+    assert "COPYRIGHT NOTICE STARTS WITH THIS LINE" in notice and "Making a Completely Blind" in notice
+    assert P.NIQE_LIVE_SHA256 in notice
+
+
+def test_niqe_live_refuses_another_file(tmp_path):
+    z = np.load(P.NIQE_LIVE_FILE)
+    np.savez(tmp_path / "other.npz", mu_pris_param=z["mu_pris_param"] + 1, cov_pris_param=z["cov_pris_param"],
+             gaussian_window=z["gaussian_window"])
+    with pytest.raises(ValueError, match="not the LIVE pristine model"):
+        P.load_niqe_live(tmp_path / "other.npz")
+
+
+def test_niqe_live_flat_blocks_are_nan_and_skipped():
+    """A block without negative (or positive) normalized coefficients gives NaN features, as MATLAB's mean of
+    an empty set; the score skips them (nanmean, and the covariance of the blocks without NaN)."""
+    img = _image(400, 400, seed=5)
+    f, _ = P.niqe_features(img, convention="live")
+    assert np.isfinite(f).all() and len(f) == 16
+    flat = img.copy()
+    flat[:200, :200] = 90                      # four blocks flat (shaved 4: rows and columns 4..195)
+    f, _ = P.niqe_features(flat, convention="live")
+    nan = np.isnan(f).any(axis=1)
+    assert nan.sum() >= 3 and not nan.all()
+    live = P.load_niqe_live()
+    assert np.isfinite(live.score(flat))
+    assert np.isnan(live.score(np.full((300, 300, 3), 90, np.uint8)))            # no block without NaN
+    assert np.isfinite(P.niqe_features(flat)[0]).all()                           # srlib's convention: finite
+
+
+def test_niqe_live_input_conventions():
+    """RGB goes to rounded studio-swing Y (single precision, as BasicSR); a 2-D input is taken as that
+    channel, rounded."""
+    from srlib.metrics import rgb_to_y
+    img = _image(300, 300, seed=6)
+    y = P._y_single(img)
+    assert (y == np.round(rgb_to_y(img))).mean() > 0.999 and y.min() >= 16 and y.max() <= 235
+    live = P.load_niqe_live()
+    assert live.score(img) == live.score(y)
+    assert live.score(y + 0.3) == live.score(y)                                  # rounded first
+    with pytest.raises(ValueError, match="convention"):
+        P.niqe_features(img, convention="matlab")
+
+
+def test_half_single_is_matlab_bicubic_half():
+    from srlib.imresize import imresize
+    y = np.round(np.random.default_rng(7).random((96, 192)) * 219 + 16)
+    half = P.half_single(y)
+    assert half.dtype == np.float32 and half.shape == (48, 96)
+    assert half == pytest.approx(imresize(y, output_shape=(48, 96)), abs=1e-4)   # float32 of the same resize
+
+
+def test_niqe_live_on_baboon_matches_matlab(data_root):
+    """BasicSR's calculate_niqe docstring: MATLAB R2021a gives 5.72957338 on Set14 baboon (Y, no crop)."""
+    it = next(it for it in load_eval_set("Set14", data_root) if it.name == "baboon")
+    assert P.load_niqe_live().score(it.hr, shave=0) == pytest.approx(5.72957338, abs=1e-3)   # 6e-5 here
+
+
+# ----------------------------------------------------------------------------------------------- ST-LPIPS
+@pytest.fixture(scope="module")
+def stlpips():
+    pytest.importorskip("stlpips_pytorch")
+    model, note = P.load_stlpips()
+    assert model is not None and "stlpips-pytorch 0.0.2" in note and "loaded strictly" in note
+    return model
+
+
+def test_stlpips_identity_control_and_batch(stlpips):
+    from skimage import data
+    a = data.astronaut()[100:356, 100:356]
+    assert P.stlpips_distance(stlpips, a, a) == pytest.approx(0.0, abs=1e-7)
+    light, heavy = P.stlpips_distance(stlpips, blur(a, 1.0), a), P.stlpips_distance(stlpips, blur(a, 3.0), a)
+    assert 0 < light < heavy
+    batch = P.stlpips_distance(stlpips, np.stack([blur(a, 1.0), a]), np.stack([a, blur(a, 2.0)]))
+    assert batch.shape == (2,)
+    assert batch == pytest.approx([light, P.stlpips_distance(stlpips, a, blur(a, 2.0))], rel=1e-4)
+    out = P.Perceptual(None, None, stlpips=stlpips)(blur(a, 1.0), a)
+    assert out["stlpips_alex"] == pytest.approx(light, rel=1e-6)
+
+
+def test_stlpips_weights_are_loaded_strictly(stlpips):
+    sd = {k: v.clone() for k, v in stlpips.state_dict().items() if not k.startswith("lins.")}
+    P.load_strictly(stlpips, sd, "ok")                      # lins.* are lin0..lin4 under a second name
+    with pytest.raises(ValueError, match="missing"):
+        P.load_strictly(stlpips, {k: v for k, v in sd.items() if k != "lin2.model.1.weight"}, "short")
+    with pytest.raises(ValueError, match="unexpected"):
+        P.load_strictly(stlpips, {**sd, "extra.weight": torch.zeros(1)}, "long")
+
+
+def test_stlpips_missing_package_gives_nan_and_a_loud_note(monkeypatch):
+    monkeypatch.setitem(sys.modules, "stlpips_pytorch", None)          # import fails as if not installed
+    with pytest.warns(RuntimeWarning, match="NOT COMPUTED"):
+        model, note = P.load_stlpips()
+    assert model is None and "srlib[stlpips]" in note and "torchsummary" in note
+
+
+# ------------------------------------------------------------------------------- perception-distortion plot
+def test_perception_distortion_figure_shows_every_method_with_the_legend_off_the_data():
+    """Every method in every panel with its own colour and marker (the attention model and the PSNR baseline
+    coincide here, as in results/), HR's line, the legend outside every axes, a missing measure said."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from srlib import study
+    methods = ["Bicubic", "SRGAN (ours)", "Attention (ours)", "PSNR baseline (ours)", "Other"]
+    rows = []
+    for ds in ("Set5", "Set14"):
+        for i, m in enumerate(methods):
+            same = min(i, 2)                                       # the last three share one point
+            rows.append(dict(method=m, dataset=ds, psnr=28.0 + same, niqe=9.0 - same, stlpips_alex=0.3 - 0.05 * same))
+        rows.append(dict(method="HR", dataset=ds, psnr=np.nan, niqe=4.5, stlpips_alex=0.0))
+    table = pd.DataFrame(rows)                                     # an older table: 'niqe' is niqe_srlib
+    fig = study.plot_perception_distortion(table, perception=("niqe_srlib", "stlpips_alex", "niqe_live"))
+    axes = np.array(fig.axes).reshape(3, 2)
+    styles = study.method_styles(methods)
+    assert len({c for c, _, _ in styles.values()}) == len({m for _, m, _ in styles.values()}) == len(methods)
+    fig.canvas.draw()
+    for ax in axes[:2].ravel():
+        shown = {c.get_label(): c for c in ax.collections}
+        assert set(shown) == set(methods)
+        assert all(len(c.get_offsets()) == 1 for c in shown.values())
+        sizes = [shown[m].get_sizes()[0] for m in methods[2:]]     # coinciding: concentric, largest drawn first
+        assert len(set(sizes)) == 3
+        assert any(line.get_linestyle() == "--" for line in ax.lines)    # HR
+    assert all("not computed" in ax.texts[0].get_text() and not ax.collections for ax in axes[2])
+    legend = fig.legends[0].get_window_extent()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == methods
+    assert not any(legend.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    matplotlib.pyplot.close(fig)

@@ -375,3 +375,37 @@ def test_later_fields_leave_older_configs_unchanged():
         make_config("attention", "quick", adversarial="x")
     with pytest.raises(ValueError, match="apply to the paper's loss"):
         make_config("srgan", "quick", adversarial="nonsaturating")
+
+
+def test_srgan_run_without_vgg16_is_retrained_once_the_weights_are_there(tmp_path, monkeypatch):
+    """The resolved VGG16 is part of a run's identity: a finished SRGAN run that dropped its perceptual term
+    (as the committed quick-profile run) is reused while ImageNet VGG16 is absent and trained again, with
+    the term, once the file is in torch.hub's cache; then that run is reused."""
+    import torchvision
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cfg = smoke("srgan", vgg_weights="auto", vgg_on_missing="drop")
+    out = tmp_path / "srgan"
+    with pytest.warns(RuntimeWarning, match="WITHOUT its perceptual term"):
+        meta = T.train(cfg, out)
+    assert meta["vgg"].startswith("dropped") and not T.vgg16_now_available(cfg, meta)
+    gen = out / "generator.safetensors"
+    before = gen.read_bytes()
+    assert T.train(cfg, out)["vgg"] == meta["vgg"] and gen.read_bytes() == before      # reused
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        torch.save(torchvision.models.vgg16(weights=None).features.state_dict(), ckpt / "vgg16-397923af.pth")
+    assert T.vgg16_now_available(cfg, meta)
+    with pytest.warns(RuntimeWarning, match="training it again"):
+        again = T.train(cfg, out)
+    assert again["vgg"] == f"imagenet:{ckpt / 'vgg16-397923af.pth'}" and again["status"] == "complete"
+    assert gen.read_bytes() != before
+    after = gen.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                     # no retraining warning now
+        assert T.train(cfg, out)["vgg"] == again["vgg"] and gen.read_bytes() == after
+    # never upgraded: a random-init VGG16 chosen on purpose, and a run that had ImageNet weights
+    assert not T.vgg16_now_available(smoke("srgan"), {"vgg": "random-init(seed=0)"})
+    assert not T.vgg16_now_available(cfg, {"vgg": again["vgg"]})
+    assert not T.vgg16_now_available(smoke("psnr"), {"vgg": "not used"})
