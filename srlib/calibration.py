@@ -72,9 +72,10 @@ def measure(model, lr, batch=BATCH):
 
 def training_dataset(config, root=None, crop=None):
     """The :class:`srlib.data.TrainDataset` of a run's saved ``config`` (a dict, as in meta.json and the
-    generator file), as training built it; ``crop`` (HR px) overrides the config's."""
-    from .data import TrainDataset, resolve_datasets
-    return TrainDataset(resolve_datasets(config["train_sets"], root), root, crop or config["crop"], config["scale"],
+    generator file), as training built it; ``crop`` (HR px) overrides the config's. Training images that are
+    not under the data root raise :class:`srlib.data.DatasetNotFound` (never the demo images instead)."""
+    from .data import TrainDataset
+    return TrainDataset(list(config["train_sets"]), root, crop or config["crop"], config["scale"],
                         config["degradation"], True, config.get("repeat", 1), config["seed"], None)
 
 
