@@ -15,6 +15,8 @@
 #   ./run_all.sh paper-budget   Table 1 at the paper's budget (configs/paper_budget_grid.yaml: four arms, 5,000
 #                           steps at crop 128, 3 seeds; about 3.9 hours per seed on a CPU, resumable) and its
 #                           analysis into results/paper-budget/; --no-train as for ablation
+# notebooks/07_explore.ipynb (one image, every model and inference mode, with widgets) is not a step of it: open
+# it in JupyterLab.
 # 1. Pre-flight: every dataset the profile reads must be under the data root ($SRLIB_DATA, else ./data);
 #    what is missing is downloaded (sizes stated first, checksums checked). If that is impossible it stops
 #    at once, naming what is missing and the fix, before touching anything.
@@ -49,6 +51,8 @@ while [ $# -gt 0 ]; do
 done
 for nb in "$from" "$to"; do
   [ -z "$nb" ] || [ -f "notebooks/$nb.ipynb" ] || { echo "run_all: no notebook notebooks/$nb.ipynb" >&2; exit 2; }
+  # notebooks/07_explore.ipynb is for exploring in JupyterLab, not a step of the pipeline (no config entry)
+  [ "$nb" != 07_explore ] || { echo "run_all: notebooks/$nb.ipynb is not part of run_all's pipeline: open it in JupyterLab" >&2; exit 2; }
 done
 [ "$profile" = smoke ] && profile=demo
 grid_profile=false

@@ -1,7 +1,13 @@
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
+
+# scripts/headless.py (Chromium over the DevTools protocol, a JupyterLab server) is shared with scripts/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from headless import CHROMIUM  # noqa: E402
 
 
 def _shared_root():
@@ -18,3 +24,15 @@ def data_root():
     if root is None:
         pytest.skip("real datasets not available (set SRLIB_DATA to a folder with Set5/HR ...)")
     return root
+
+
+@pytest.fixture
+def chromium(request):
+    """Headless Chromium is there; skip (with a warning) where it is not, but fail in CI (.ci/run installs it)."""
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} not installed (apt-get install chromium; .ci/run installs it in CI)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}: the browser test may not skip in CI")
+        warnings.warn(f"{request.node.name} skipped: {reason}", stacklevel=1)
+        pytest.skip(reason)
+    return CHROMIUM

@@ -136,6 +136,8 @@ def test_tiled_is_the_naive_tiling():
             for x in (0, 9):
                 want[:, :, y * 4: (y + 12) * 4, x * 4: (x + 12) * 4] = model(lr[:, :, y: y + 12, x: x + 12]).clamp(0, 1)
     assert torch.equal(got, want)
+    for pixels in (144, 300, 10_000):          # one tile, two, all six per call
+        assert (extent.tiled(model, lr, 12, 4, pixels) - want).abs().max() < 1e-5
 
 
 @pytest.mark.slow

@@ -1,116 +1,109 @@
-"""JupyterLab as a user starts it: the real server on 127.0.0.1 with a token, a notebook opened through its
-API, the registered `srlib` kernel started for it, and a cell run there. The notebook's kernel works in
-notebooks/, yet srlib must find the repository's data/ (or $SRLIB_DATA), never notebooks/data."""
+"""JupyterLab as a user starts it: the real server on 127.0.0.1 with a token, notebooks opened through its
+API, the registered `srlib` kernel started for them, and cells run there. The notebook's kernel works in
+notebooks/, yet srlib must find the repository's data/ (or $SRLIB_DATA), never notebooks/data. The explorer
+notebook (07_explore, with small parameters) runs there cell by cell, and once more in JupyterLab's own page in
+headless Chromium, as a user's browser shows it."""
 import json
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
+from headless import api, browser, jupyterlab, run_cell, run_in_lab   # scripts/headless.py
+
 REPO = Path(__file__).resolve().parent.parent
-tornado_ws = pytest.importorskip("tornado.websocket")
+EXPLORE = "notebooks/07_explore.ipynb"
+READY = ("document.querySelectorAll('.srlib-explore .jp-OutputArea-output img').length >= 2 && "
+         "!document.querySelector('.srlib-explore').textContent.includes('computing ...')")   # as drawn
+pytest.importorskip("tornado.websocket")
 pytest.importorskip("jupyterlab")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(base, token, path, method="GET", body=None):
-    req = urllib.request.Request(f"{base}{path}", method=method, data=json.dumps(body).encode() if body else None,
-                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
-
-
-def _run_cell(base, token, kernel_id, code, timeout=120):
-    """Execute ``code`` in a kernel over the server's websocket; returns its stdout and the reply status."""
-    import tornado.ioloop
-
-    async def go():
-        ws = await tornado_ws.websocket_connect(f"ws{base[4:]}/api/kernels/{kernel_id}/channels?token={token}")
-        msg_id, out = uuid.uuid4().hex, []
-        ws.write_message(json.dumps({
-            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True}}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = await ws.read_message()
-            if raw is None:
-                break
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-            elif kind == "execute_reply":
-                ws.close()
-                return "".join(out), msg["content"]["status"]
-        ws.close()
-        return "".join(out), "timeout"
-
-    return tornado.ioloop.IOLoop.current().run_sync(go, timeout=timeout + 10)
+def _session(base, token, path):
+    return api(base, token, "/api/sessions", "POST", {"path": path, "type": "notebook", "name": Path(path).name,
+                                                      "kernel": {"name": "srlib"}})
 
 
 @pytest.mark.slow
 def test_notebook_kernel_in_jupyterlab_finds_the_repository_data(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
-    base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "SRLIB_DATA"}
-    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}", "--ServerApp.open_browser=False"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                _api(base, token, "/api/status")
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"jupyter lab exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"jupyter lab did not answer: {(tmp_path / 'server.log').read_text()[-2000:]}")
-        assert "srlib" in _api(base, token, "/api/kernelspecs")["kernelspecs"]
-        nb = _api(base, token, "/api/contents/notebooks/02_train.ipynb")
+    with jupyterlab(REPO, tmp_path, env) as (base, token):
+        assert "srlib" in api(base, token, "/api/kernelspecs")["kernelspecs"]
+        nb = api(base, token, "/api/contents/notebooks/02_train.ipynb")
         assert nb["type"] == "notebook" and any("parameters" in c["metadata"].get("tags", [])
                                                 for c in nb["content"]["cells"])
-        session = _api(base, token, "/api/sessions", "POST",
-                       {"path": "notebooks/02_train.ipynb", "type": "notebook", "name": "02_train.ipynb",
-                        "kernel": {"name": "srlib"}})
-        out, status = _run_cell(base, token, session["kernel"]["id"],
-                                "import os, srlib\nfrom srlib.data import data_root\n"
-                                "print(os.getcwd())\nprint(data_root().resolve())\nprint(srlib.__file__)")
+        session = _session(base, token, "notebooks/02_train.ipynb")
+        out, status = run_cell(base, token, session["kernel"]["id"],
+                               "import os, srlib\nfrom srlib.data import data_root\n"
+                               "print(os.getcwd())\nprint(data_root().resolve())\nprint(srlib.__file__)")
         assert status == "ok", out
         cwd, root, module = out.strip().splitlines()[-3:]
         assert Path(cwd) == REPO / "notebooks"                     # the kernel starts beside the notebook
         assert Path(root) == (REPO / "data").resolve()              # ... yet finds the repository's data/
         assert Path(module).resolve().is_relative_to(REPO.resolve())
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, data_root):
+    """A JupyterLab server on a folder with a copy of 07_explore whose parameters cell ends with small values, as
+    papermill injects them: a 192x192 crop of Set5 baby as the image (a file, taken as HR), no calibration (nbval
+    runs the committed notebook with its defaults, calibration included). Yields (base, token)."""
+    from PIL import Image
+
+    from srlib import explore
+    root = tmp_path_factory.mktemp("lab")
+    crop = root / "baby_crop.png"
+    Image.fromarray(explore.load_picture("Set5/baby", data_root).hr[160:352, 160:352]).save(crop)
+    nb = json.loads((REPO / EXPLORE).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = "".join(cell["source"]) + f'\nimage = "{crop}"\ncalibrate = False\n'
+    (root / EXPLORE).parent.mkdir()
+    (root / EXPLORE).write_text(json.dumps(nb))
+    with jupyterlab(root, tmp_path_factory.mktemp("lab-runtime")) as server:
+        yield server
+
+
+def _untouched(data_root):
+    """(path, mtime) of everything under results/ and the data root's Set5: what the notebook must not write."""
+    files = [*(REPO / "results").rglob("*"), *(Path(data_root) / "Set5").rglob("*")]
+    return {str(p): p.stat().st_mtime_ns for p in files}
+
+
+@pytest.mark.slow
+def test_explore_notebook_runs_on_the_srlib_kernel(lab, data_root):
+    base, token = lab
+    cells = [c for c in api(base, token, f"/api/contents/{EXPLORE}")["content"]["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in cells[0]["metadata"].get("tags", [])
+    kernel = _session(base, token, EXPLORE)["kernel"]["id"]
+    before, outs = _untouched(data_root), []
+    for cell in cells:
+        out, status = run_cell(base, token, kernel, cell["source"])
+        assert status == "ok", f"{cell['source'][:200]}\n{out[-3000:]}"
+        outs.append(out)
+    table = next(o for o in outs if o.lstrip().startswith("method"))
+    assert "Attention (ours)" in table and "SRGAN (ours)" in table
+    assert "whole image, own statistics (NOT calibrated)" in table                    # calibrate = False: it says so
+    assert _untouched(data_root) == before                                        # nothing written there
+
+
+@pytest.mark.slow
+def test_explore_notebook_in_headless_chromium(lab, chromium):
+    """JupyterLab's page opens 07_explore, runs every cell, and the explorer's widgets appear, with their figures
+    and table, without an exception, a console error or a request beyond the server. (The kernel's work is the
+    other test's; this one is about what the browser renders.)"""
+    base, token = lab
+    with browser((1400, 1000)) as b:
+        run_in_lab(b, base, token, EXPLORE, READY)
+        controls = b.js("[...document.querySelectorAll('.srlib-explore .widget-label')].map(e => e.textContent)")
+        assert {"image", "models", "inference", "zoom x", "zoom y"} <= set(controls), controls
+        assert "Attention (ours)" in b.js("document.querySelector('.srlib-explore pre').textContent")
+        assert b.js("[...document.querySelectorAll('.srlib-explore img')].every(i => i.complete && i.naturalWidth > 0)")
+        # a user ticks "plot every extent": every mode is computed and the extent plot redrawn
+        plot = "[...document.querySelectorAll('.srlib-explore img')].pop().src"
+        b.js(f"window.srlibPlot = {plot}")
+        b.js("[...document.querySelectorAll('.srlib-explore .widget-checkbox')]"
+             ".find(e => e.textContent.includes('every extent')).querySelector('input').click()")
+        b.wait_for(f"{plot} !== window.srlibPlot", 300, "the extent plot with every extent")
+        # errors only: JupyterLab itself warns, e.g. of plugins slow to activate on a busy machine
+        problems = b.problems((base, base.replace("http", "ws"), "data:", "blob:"), warnings=False)
+        assert problems == [], json.dumps(problems, indent=1)[:3000]

@@ -45,6 +45,9 @@ def test_requirements_environment_and_pyproject_agree():
     assert declared == set(pins), (declared ^ set(pins))
 
 
+STUDY_MODULES = ("study.py", "bench.py", "ablation.py", "extent.py", "explore.py")
+
+
 def test_every_third_party_import_of_srlib_is_a_core_dependency():
     core = {_norm(d) for d in pyproject()["project"]["dependencies"]}
     extras = {k: {_norm(d) for d in v} for k, v in pyproject()["project"]["optional-dependencies"].items()}
@@ -61,7 +64,7 @@ def test_every_third_party_import_of_srlib_is_a_core_dependency():
                 dist = _norm(MODULE_TO_DIST.get(top, top))
                 # the study's own modules may use the [study] extra, perceptual.py the [stlpips] extra (imported
                 # where present); the rest of srlib only core packages
-                allowed = core | study if path.name in ("study.py", "bench.py", "ablation.py", "extent.py") else \
+                allowed = core | study if path.name in STUDY_MODULES else \
                     core | extras["stlpips"] if path.name == "perceptual.py" else core
                 assert dist in allowed, f"{path.name} imports {name} ({dist}), not declared in pyproject"
 

@@ -85,6 +85,10 @@ def test_unknown_notebook_names_stop_before_any_work(tmp_path):
         res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", *args], capture_output=True, text=True,
                              env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
         assert res.returncode == 2 and "no notebook notebooks/" in res.stderr, res.stderr
+    # the explorer is a notebook, but not a step of the pipeline
+    res = subprocess.run(["bash", str(REPO / "run_all.sh"), "demo", "--to", "07_explore"], capture_output=True,
+                         text=True, env={**os.environ, "SRLIB_VENV": sys.prefix}, timeout=60)
+    assert res.returncode == 2 and "07_explore.ipynb is not part of run_all's pipeline" in res.stderr, res.stderr
 
 
 def test_no_train_is_only_for_the_grid_profiles(tmp_path):

@@ -1,0 +1,61 @@
+"""Time notebook 07_explore's work on the CPU for a 512x512 image (Set5 baby: 128x128 LR -> 512x512), as the
+README states it, with the attention model and SRGAN: the in-memory calibration of the committed attention
+generator (once per session); a new image as the widgets first show it (both models in the calibrated mode,
+the figure, the table with its perceptual measures, the extent plot so far); a move of the inference slider to
+a mode not yet computed (one more pass of each model, the same redraw); and "plot every extent" (the other
+modes).
+
+    python scripts/explore_timing.py [IMAGE]
+
+Needs the data root (SRLIB_DATA) with Set5 and quick-train. Prints the times and the load average, which says
+whether the cores were shared."""
+import os
+import sys
+import time
+import warnings
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+from srlib import explore
+from srlib.data import project_path
+
+RUNS = project_path("results/train")
+
+
+def view(ex, mode, every=False):
+    """What the widgets' redraw computes: the table, the figure and the extent plot."""
+    ex.table(mode)
+    plt.close(explore.plot_side_by_side(ex, mode))
+    modes = explore.modes(next(iter(ex.gens.values())), ex.picture)
+    plt.close(explore.plot_sweep({g.label: ex.sweep(n, computed=not every) for n, g in ex.gens.items()}, modes, mode))
+
+
+def main(image="Set5/baby"):
+    matplotlib.use("Agg")
+    warnings.simplefilter("ignore")
+    times = {}
+    t = time.perf_counter()
+    attention = explore.load(RUNS / "attention" / "generator.safetensors", "attention")
+    times["calibration in memory (attention, once per session)"] = time.perf_counter() - t
+    gens, measures = [attention, explore.load(RUNS / "srgan" / "generator.safetensors", "srgan")], explore.measures()
+    t = time.perf_counter()
+    ex = explore.Explorer(explore.load_picture(image), gens, measures)
+    view(ex, "calibrated")
+    times["a new image: both models calibrated, figure, table, extent plot"] = time.perf_counter() - t
+    t = time.perf_counter()
+    view(ex, "whole")
+    times["the slider to a mode not yet computed (whole image)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    view(ex, "whole", every=True)
+    times["plot every extent (the other modes)"] = time.perf_counter() - t
+    h, w = ex.picture.hr.shape[:2]
+    print(f"{image} ({w}x{h} HR), attention + SRGAN, torch {torch.get_num_threads()} threads, load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}:")
+    for what, seconds in times.items():
+        print(f"  {what}: {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
