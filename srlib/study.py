@@ -122,22 +122,26 @@ def run_dirs(runs_dir):
     return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
-def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None):
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None,
+              cache="cache/scores"):
     """Bicubic and every trained model on ``datasets``, both protocols.
 
     Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
     ``(summary, per_image)``. With ``perceptual`` (:class:`srlib.perceptual.Perceptual`) per_image.csv gains
     its measures as columns and ``perceptual.csv`` / ``perceptual.md`` are written (:func:`write_perceptual`).
+    ``cache`` (under the repository, None: none): per-image scores by dataset, reused when generator, images,
+    inference and measures are the same (:func:`srlib.evaluate.evaluate`), so an interrupted run continues.
     """
     datasets = resolve_datasets(list(datasets), root)
-    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"], perceptual=perceptual)]
+    cache = project_path(cache) if cache else None
+    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"], perceptual=perceptual, cache=cache)]
     for model, folder in run_dirs(runs_dir).items():
         print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
         frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
-                               progress=progress, perceptual=perceptual))
+                               progress=progress, perceptual=perceptual, cache=cache))
         if frames[-1]["inference"].iloc[0] == "calibrated":    # GroupNorm: also as srlib <= 0.4 scored it
             frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
-                                   progress=progress, inference="whole"))
+                                   progress=progress, inference="whole", cache=cache))
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image, ("psnr", "ssim", "offset_r", "offset_g", "offset_b"))
     results = Path(results_dir)
