@@ -545,6 +545,22 @@ def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr"):
     return fig
 
 
+def extent_sweep(grid, runs_dir, datasets, root=None, seed=None):
+    """:func:`srlib.extent.probe`'s sweep (tiles of half to four times the training extent, and the whole image,
+    in every inference mode the generator has) of one seed's run (the grid's first seed by default) of every
+    block variant (the pixel-loss variants, model 'psnr') whose run is complete; ``generator`` is the variant."""
+    from . import extent
+    seed = grid["seeds"][0] if seed is None else seed
+    frames = []
+    for name, cfg in variant_configs(grid, seed).items():
+        folder = run_dir(runs_dir, seed, name)
+        meta = _tag(folder / "meta.json")
+        if cfg.model == "psnr" and meta.get("status") == "complete":
+            print(f"extent sweep: seed {seed}, {name}", flush=True)
+            frames.append(extent.probe(folder / GENERATOR_FILE, name, datasets, root))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=extent.COLUMNS)
+
+
 def loss_terms(grid, runs_dir):
     """What the adversarial term did in each finished run with a discriminator: its share of G's gradient
     norm at the first and last validation of the main phase, and the final mean D(G(z))."""
