@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -345,6 +347,17 @@ def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
     (tmp_path / "run" / "meta.json").unlink()
     with pytest.raises(ValueError, match="epoch-based checkpoint"):
         T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
+
+
+def test_a_short_training_run_hands_torch_no_read_only_array(tmp_path):
+    """A run with PIL degradation (the paper profile's) and the memory-mapped image cache, in a fresh process
+    (torch warns of a non-writable NumPy array once per process), with that warning made an error."""
+    cfg = dict(degradation="pil", steps=2, warmup_steps=0, cache_dir=str(tmp_path / "cache"))
+    code = ("import warnings\nfrom srlib import train as T\n"
+            "warnings.filterwarnings('error', message='The given NumPy array is not writable')\n"
+            f"T.train(T.make_config('psnr', 'smoke', **{cfg!r}), {str(tmp_path / 'run')!r})\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
 
 
 def test_meta_records_provenance(tmp_path):
