@@ -369,6 +369,14 @@ def test_meta_records_provenance(tmp_path):
     assert data["val"]["images"] == 2 and data["val"]["sha256"] != data["train"]["sha256"]
     from srlib.data import eval_digest, load_eval_set
     assert data["val"]["sha256"] == eval_digest(load_eval_set("demo", scale=4)[:2])
+    assert data["train"]["listed"] == 6
+    import pandas as pd
+
+    from srlib.study import model_card
+    card = model_card(tmp_path / "run", pd.DataFrame(columns=["method", "dataset", "protocol", "psnr", "ssim"]))
+    line = next(x for x in card.splitlines() if x.startswith("- Provenance: "))
+    assert data["train"]["sha256"] in line and data["val"]["sha256"] in line and "predates" not in line
+    assert (meta["git"] or "not recorded").split("+")[0] in line
 
 
 def test_later_fields_leave_older_configs_unchanged():
