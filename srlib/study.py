@@ -101,7 +101,7 @@ def plot_history(csv_paths, path=None):
     :data:`LABELS` entry): the panels of :data:`HISTORY_PANELS` that hold data in some run, against the
     generator step. A loss or D output is the mean over the steps since the previous row, so it is drawn as
     a bar spanning them with a marker at the step it was written; a validation score is a marker at its
-    step. The validation sets are named from each run's meta.json; a dashed line ends the L1 warm-up."""
+    step. The validation sets are named from each run's meta.json; a dotted line ends the L1 warm-up."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     runs = {LABELS.get(label, label): pd.read_csv(p).sort_values("step") for label, p in csv_paths.items()}
@@ -137,6 +137,8 @@ def plot_history(csv_paths, path=None):
                 ax.axvline(warm, color="gray", lw=0.8, ls=":")
         if columns == ("share_adversarial",):
             ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)      # values as they are, not offsets from one
         ax.set(title=title.format(**names), xlabel="generator step", ylabel=ylabel)
         ax.title.set_fontsize(10)
     for ax in axes.ravel()[len(panels):]:
