@@ -29,6 +29,8 @@
 #    Each training run folder has its own lock too (a `srlib train` or `srlib ablation` writing a run this
 #    needs stops it with exit 75 and that message); readers (--no-train, evaluate, verify) take none.
 # A notebook that fails is named with its cell and the first line of the error; results/ is then unchanged.
+# 4. Each notebook's wall time, CPU load and whether the cores were quiet go to $results/run_all_timings.csv
+#    (srlib/timings.py); a notebook run again replaces its row, the rows of notebooks --from/--to skipped stay.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
@@ -104,7 +106,9 @@ print(yaml.safe_dump(relocate(params, sys.argv[3], sys.argv[4])))
 PY
 ) || { echo "run_all: bad parameters for $nb in $config" >&2; exit 1; }
   echo "== $(date +%H:%M:%S) $nb -> $out"
-  local t0=$SECONDS
+  local t0=$SECONDS mark
+  mark=$(python -m srlib.timings mark)    # for $results/run_all_timings.csv (srlib/timings.py: columns, 'quiet')
+  times > "$stage.times0"                 # CPU time of this shell's children so far (papermill's comes next)
   # --log-output: what the cells print (training reports every validation) streams here as it happens
   local rc
   set +e
@@ -113,12 +117,16 @@ PY
     | sed -u 's/^.* - papermill - INFO - /   /'
   rc=${PIPESTATUS[0]}
   set -e
+  times > "$stage.times1"
   if [ "$rc" -ne 0 ]; then
     echo "run_all: $nb failed in $(python -m srlib.study failure "$out" 2>/dev/null || echo "a cell (unreadable $out)")" >&2
     echo "run_all: the executed notebook with the error is $out; $results/ is unchanged." >&2
     echo "run_all: run the same command again to continue from there (finished work is reused)." >&2
     exit 1
   fi
+  python -m srlib.timings record "$stage/run_all_timings.csv" "$name" "$profile" $((SECONDS - t0)) "$mark" \
+    "$stage.times0,$stage.times1"
+  rm -f "$stage.times0" "$stage.times1"
   timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")
   if [ "$key" = "$to" ]; then done_to=true; fi
 }

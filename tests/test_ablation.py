@@ -169,6 +169,22 @@ def test_markdown_table(grid):
     assert "Seeds analyzed: 0 of 5 (none)" in empty and "(no seed complete yet)" in empty
 
 
+def test_small_effects_get_the_decimals_their_intervals_need(grid):
+    assert ablation.decimals(-0.0026, 0.0032) == 4 and ablation.decimals(0.39, 1.43) == 2      # PSNR rows
+    assert ablation.decimals(0.0061, 0.0274, 4) == 4 and ablation.decimals(0.00001, 0.00007, 4) == 6
+    assert ablation.decimals(0.5, 0.5) == 2 and ablation.decimals(float("nan"), 1.0) == 2
+    assert ablation.decimals(-20, 20) == 2 and ablation.decimals(0, 2e-8) == 8 and ablation.decimals(0, 1e-12) == 2
+    effects = {"paper_loss": {0: 0.0001, 1: 0.0031, 2: -0.0023}, "srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    row = table[(table.comparison == "paper_loss - paper_block") & (table.dataset == "pooled")].iloc[0]
+    want = f"{row['mean']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    assert 4 == ablation.decimals(row["ci_low"], row["ci_high"])
+    md = ablation.markdown(table, grid, [0, 1, 2])
+    line = next(x for x in md.splitlines() if x.startswith("| paper_loss - paper_block |"))
+    assert want in line and "+0.00 [" not in line
+    assert "| **srgan_block - paper_block (primary)** | +0.20 [" in md         # a wide interval keeps 2
+
+
 def test_readme_ablation_table_is_the_results_table():
     """The README's ablation table is results/ablation.md (written by ./run_all.sh ablation), line for line."""
     top = Path(__file__).resolve().parents[1]
