@@ -123,7 +123,8 @@ def probe(path, name, datasets, root=None, extents=None, detail=None):
         calibration.calibrate(model, _training_crops(cfg, root))
     stats = [(m.calib_mean.clone(), m.calib_var.clone()) for m in norms]
     sets = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(datasets), root)}
-    small = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(detail or []), root)}
+    # no detail, no detail probes (resolve_datasets of an empty list would fall back to the demo images)
+    small = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(detail), root)} if detail else {}
     rows = []
 
     def add(probe_name, setting, extent, inference, ds, scores):

@@ -158,31 +158,36 @@ def _stop(proc, grace=15):
         proc.wait()
 
 
-def train_all(commands, logs, deadline, say):
-    """Start every command ({run name: command}) as its own process, all at once: runs that share a warm-up
-    wait for whichever of them trains it (:func:`srlib.train.train`). Stops what still runs at ``deadline``
-    (time.time()). Returns {run name: exit code, or 'stopped'}."""
+def train_all(commands, logs, deadline, say, limit=None):
+    """Start every command ({run name: command}) as its own process, at most ``limit`` at a time (None: all at
+    once): runs that share a warm-up wait for whichever of them trains it (:func:`srlib.train.train`), which
+    started before them. Stops what still runs at ``deadline`` (time.time()). Returns {run name: exit code,
+    or 'stopped'}."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "20"}
     Path(logs).mkdir(parents=True, exist_ok=True)
-    running, codes = {}, {}
-    for name, cmd in commands.items():
-        log = open(Path(logs) / f"{name.replace('/', '-')}.log", "ab")
-        running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                          start_new_session=True), log)
-        say(f"started {name}")
-    while running:
+    running, codes, waiting = {}, {}, list(commands.items())
+    while running or waiting:
+        while waiting and (limit is None or len(running) < limit):
+            name, cmd = waiting.pop(0)
+            log = open(Path(logs) / f"{name.replace('/', '-')}.log", "ab")
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True), log)
+            say(f"started {name}")
         for name, (proc, log) in list(running.items()):
             if proc.poll() is not None:
                 codes[name] = proc.returncode
                 log.close()
                 del running[name]
                 say(f"{name} ended with exit {proc.returncode}")
-        if running and time.time() > deadline:
+        if (running or waiting) and time.time() > deadline:
             for name, (proc, log) in running.items():
                 _stop(proc)
                 log.close()
                 codes[name] = "stopped"
                 say(f"{name} stopped by the wall-clock guard (resumable from its last checkpoint)")
+            for name, _ in waiting:
+                codes[name] = "stopped"
+                say(f"{name} not started before the wall-clock guard")
             break
         time.sleep(1)
     return codes
@@ -269,7 +274,9 @@ def run_device(work, out, grid=GRID, seeds=None, overrides=None, budget_s=330, b
         where = {"cache_dir": str(work / "cache"), "num_workers": max(1, cores // len(pairs))}   # not what is trained
         commands = {f"seed{s}/{v}": train_command(grid, work / "runs", v, s, {**where, **overrides}, not dry, python)
                     for v, s in pairs}
-        codes = train_all(commands, work / "logs", t0 + budget_s - reserve_s, say)
+        # on a GPU every run at once; the --dry path on a CPU one run per core, so that 8 processes importing
+        # torch together do not leave each other no time inside the budget
+        codes = train_all(commands, work / "logs", t0 + budget_s - reserve_s, say, limit=cores if dry else None)
     except Exception as e:  # noqa: BLE001 -- reported in the log and meta.json
         failure = f"{type(e).__name__}: {e}"
         say(f"training failed: {failure}")
