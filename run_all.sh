@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full reproduction: checks the data, then runs the notebooks in order with papermill and typed
 # parameters from configs/<profile>.yaml.
-#   ./run_all.sh            quick profile (CPU: about 95 minutes on 2 quiet cores when it trains; 35 to 45
-#                           minutes when it reuses the committed runs, as on a fresh clone; see the README)
+#   ./run_all.sh            quick profile (CPU; reuses the committed runs, as on a fresh clone; each notebook's
+#                           measured wall time goes to <results>/run_all_timings.csv; 03_benchmark's perceptual
+#                           measures, ST-LPIPS above all at about 19 s per Urban100 image, make it take hours)
 #   ./run_all.sh demo       the whole pipeline on built-in sample images in minutes (numbers meaningless;
 #                           writes runs/demo/, never results/); 'smoke' is the same
 #   ./run_all.sh paper      the paper's schedule (GPU)
