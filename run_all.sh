@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full reproduction: checks the data, then runs the notebooks in order with papermill and typed
 # parameters from configs/<profile>.yaml.
-#   ./run_all.sh            quick profile (CPU: about 95 minutes on 2 quiet cores when it trains; 35 to 45
-#                           minutes when it reuses the committed runs, as on a fresh clone; see the README)
+#   ./run_all.sh            quick profile (CPU; reuses the committed runs, as on a fresh clone; each notebook's
+#                           measured wall time goes to <results>/run_all_timings.csv; 03_benchmark's perceptual
+#                           measures, ST-LPIPS above all at about 19 s per Urban100 image, make it take hours)
 #   ./run_all.sh demo       the whole pipeline on built-in sample images in minutes (numbers meaningless;
 #                           writes runs/demo/, never results/); 'smoke' is the same
 #   ./run_all.sh paper      the paper's schedule (GPU)
@@ -31,6 +32,8 @@
 #    Each training run folder has its own lock too (a `srlib train` or `srlib ablation` writing a run this
 #    needs stops it with exit 75 and that message); readers (--no-train, evaluate, verify) take none.
 # A notebook that fails is named with its cell and the first line of the error; results/ is then unchanged.
+# 4. Each notebook's wall time, CPU load and whether the cores were quiet go to $results/run_all_timings.csv
+#    (srlib/timings.py); a notebook run again replaces its row, the rows of notebooks --from/--to skipped stay.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile="${1:-quick}"
@@ -108,7 +111,9 @@ print(yaml.safe_dump(relocate(params, sys.argv[3], sys.argv[4])))
 PY
 ) || { echo "run_all: bad parameters for $nb in $config" >&2; exit 1; }
   echo "== $(date +%H:%M:%S) $nb -> $out"
-  local t0=$SECONDS
+  local t0=$SECONDS mark
+  mark=$(python -m srlib.timings mark)    # for $results/run_all_timings.csv (srlib/timings.py: columns, 'quiet')
+  times > "$stage.times0"                 # CPU time of this shell's children so far (papermill's comes next)
   # --log-output: what the cells print (training reports every validation) streams here as it happens
   local rc
   set +e
@@ -117,12 +122,16 @@ PY
     | sed -u 's/^.* - papermill - INFO - /   /'
   rc=${PIPESTATUS[0]}
   set -e
+  times > "$stage.times1"
   if [ "$rc" -ne 0 ]; then
     echo "run_all: $nb failed in $(python -m srlib.study failure "$out" 2>/dev/null || echo "a cell (unreadable $out)")" >&2
     echo "run_all: the executed notebook with the error is $out; $results/ is unchanged." >&2
     echo "run_all: run the same command again to continue from there (finished work is reused)." >&2
     exit 1
   fi
+  python -m srlib.timings record "$stage/run_all_timings.csv" "$name" "$profile" $((SECONDS - t0)) "$mark" \
+    "$stage.times0,$stage.times1"
+  rm -f "$stage.times0" "$stage.times1"
   timings+=("$(printf '%-22s %6d s' "$name" $((SECONDS - t0)))")
   if [ "$key" = "$to" ]; then done_to=true; fi
 }

@@ -1,14 +1,22 @@
-"""Print the README's result tables from results/ (so that every number there is copied, not typed).
+"""The README's result blocks, generated from results/ (so that every number there is copied, not typed).
 
-    python scripts/readme_tables.py [results_dir]
+Each block sits in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``:
+
+    python scripts/readme_tables.py [--results results] --write    # refill every block of README.md
+    python scripts/readme_tables.py --check                        # exit 1 naming each block that differs
+    python scripts/readme_tables.py                                # print the blocks
 """
+import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from srlib.study import LABELS, loss_accounting, run_dirs
+
+TOP = Path(__file__).resolve().parents[1]
 
 
 def training_summary(results):
@@ -44,16 +52,67 @@ def speed_table(results):
     return "\n".join(lines)
 
 
-def main():
-    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
-    table1 = (results / "table1.md").read_text()
-    print(table1.replace("### ", "#### "))
-    print(training_summary(results))
-    print()
-    print(speed_table(results))
-    for name in ("perceptual.md", "perceptual_control.md"):
-        if (results / name).exists():
-            print(f"\n{name}:\n" + (results / name).read_text())
+def _markdown(name, demote=0):
+    def block(results):
+        text = (results / name).read_text().strip()
+        return re.sub(r"^(#+) ", lambda m: m.group(1) + "#" * demote + " ", text, flags=re.M)
+    return block
+
+
+BLOCKS = {
+    "table1": _markdown("table1.md", demote=1),
+    "training": training_summary,
+    "perceptual": _markdown("perceptual.md", demote=1),
+    "perceptual_control": _markdown("perceptual_control.md"),
+    "speed": speed_table,
+}
+MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /results:(?P=name) -->)", re.S)
+
+
+def blocks(results):
+    """Each generated block by name (a block whose file is missing is left out)."""
+    out = {}
+    for name, make in BLOCKS.items():
+        try:
+            out[name] = make(results)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def fill(readme, generated):
+    """``readme`` with every marked block replaced by its generated text; unknown block names are an error."""
+    def sub(m):
+        if m["name"] not in BLOCKS:
+            raise KeyError(f"README block results:{m['name']} has no generator in scripts/readme_tables.py")
+        return m.group(1) + generated.get(m["name"], m["body"]) + m.group(4)
+    return MARKER.sub(sub, readme)
+
+
+def stale(readme, generated):
+    """Names of the marked blocks of ``readme`` whose text differs from the generated one."""
+    return [m["name"] for m in MARKER.finditer(readme) if m["name"] in generated and m["body"] != generated[m["name"]]]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, default=TOP / "results")
+    p.add_argument("--readme", type=Path, default=TOP / "README.md")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="refill README.md's blocks")
+    g.add_argument("--check", action="store_true", help="exit 1 if a block of README.md differs")
+    args = p.parse_args(argv)
+    generated = blocks(args.results)
+    if args.write:
+        args.readme.write_text(fill(args.readme.read_text(), generated))
+    elif args.check:
+        bad = stale(args.readme.read_text(), generated)
+        if bad:
+            sys.exit(f"README blocks differ from {args.results}: {', '.join(bad)} "
+                     "(python scripts/readme_tables.py --write)")
+    else:
+        for name, text in generated.items():
+            print(f"<!-- results:{name} -->\n{text}\n<!-- /results:{name} -->\n")
 
 
 if __name__ == "__main__":

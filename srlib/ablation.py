@@ -437,7 +437,8 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
     pooled = table[(table["dataset"] == "pooled") & table["metric"].isin(metrics)]
     level = round(100 * (level or end.get("level", 0.95)))
     lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
-             f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval], two-sided "
+             f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval; decimals per "
+             f"row such that the interval's half-width shows 2 significant figures], two-sided "
              f"p, and Holm-adjusted p over {_family_text(family_ or family(grid))} of the same metric (m each). "
              + (f"Inference: {INFERENCE_TEXT[inference]}. " if inference else "") + "Seeds "
              f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
@@ -451,7 +452,8 @@ def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=N
             if m not in rows.index:
                 cells += ["", "", ""]
                 continue
-            r, d = rows.loc[m], f"+.{2 if m == 'psnr' else 4}f"
+            r = rows.loc[m]
+            d = f"+.{decimals(r['ci_low'], r['ci_high'], 2 if m == 'psnr' else 4)}f"
             cells += [f"{_num(r['mean'], d)} [{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]", _p(r["p"]),
                       "(confirmatory)" if bool(r["primary"]) else
                       f"{_p(r['p_holm'])} (m={int(r['m'])})" if r["m"] else "(descriptive)"]
@@ -476,6 +478,16 @@ def _family_text(fam_spec):
     contrasts = " and of each contrast" if with_contrasts else "; contrasts descriptive"
     return f"the declared exploratory family (the pooled row of each variant minus the reference{contrasts}; " \
            "per-set rows descriptive)"
+
+
+def decimals(low, high, least=2):
+    """Decimals that show the half-width of the interval [low, high] to 2 significant figures, at least
+    ``least`` (and at most 8): +0.0003 [-0.0026, +0.0032] rather than +0.00 [-0.00, +0.00]. A half-width
+    under 1e-9 (no spread but float rounding) keeps ``least``."""
+    half = (high - low) / 2
+    if not np.isfinite(half) or half < 1e-9:
+        return least
+    return int(min(8, max(least, 1 - np.floor(np.log10(half)))))
 
 
 def _num(x, spec):
@@ -543,6 +555,22 @@ def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr"):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def extent_sweep(grid, runs_dir, datasets, root=None, seed=None):
+    """:func:`srlib.extent.probe`'s sweep (tiles of half to four times the training extent, and the whole image,
+    in every inference mode the generator has) of one seed's run (the grid's first seed by default) of every
+    block variant (the pixel-loss variants, model 'psnr') whose run is complete; ``generator`` is the variant."""
+    from . import extent
+    seed = grid["seeds"][0] if seed is None else seed
+    frames = []
+    for name, cfg in variant_configs(grid, seed).items():
+        folder = run_dir(runs_dir, seed, name)
+        meta = _tag(folder / "meta.json")
+        if cfg.model == "psnr" and meta.get("status") == "complete":
+            print(f"extent sweep: seed {seed}, {name}", flush=True)
+            frames.append(extent.probe(folder / GENERATOR_FILE, name, datasets, root))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=extent.COLUMNS)
 
 
 def loss_terms(grid, runs_dir):

@@ -16,7 +16,8 @@ import math
 import torch
 from torch import nn
 
-NORMS = ("group", "batch", "none")
+NORMS = ("group", "batch", "pixel", "none")
+PADDINGS = ("zeros", "reflect")
 ATTENTIONS = ("channel", "none")
 ACTS = ("prelu", "relu", "lrelu")
 
@@ -89,11 +90,30 @@ def is_calibrated(model):
     return all(m.calibrated for m in group_norms(model))
 
 
+class PixelNorm(nn.Module):
+    """Layer normalization over the channels of each pixel, with a per-channel affine map (ConvNeXt's
+    channels-first LayerNorm): its statistics come from one pixel, never from the extent of the image."""
+
+    def __init__(self, n_feats, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(n_feats))
+        self.bias = nn.Parameter(torch.zeros(n_feats))
+
+    def forward(self, x):                                  # (B, C, H, W); statistics in fp32 under autocast
+        y = x.float()
+        mean = y.mean(1, keepdim=True)
+        y = (y - mean) * torch.rsqrt((y - mean).pow(2).mean(1, keepdim=True) + self.eps)
+        return (y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)).to(x.dtype)
+
+
 def _norm(kind, n_feats, groups):
     if kind == "group":
         return CalibratedGroupNorm(groups, n_feats)
     if kind == "batch":
         return nn.BatchNorm2d(n_feats)
+    if kind == "pixel":
+        return PixelNorm(n_feats)
     return nn.Identity()
 
 
@@ -221,26 +241,32 @@ class AttentionGenerator(_ResNetGenerator):
         n_feats: channels in the trunk; 64 as SRGAN.
         convs_per_block: 3x3 convs per block, 2 or 3; 3 as the paper ("two convolutional layers
             into three"), 2 gives SRGAN's block for ablation.
-        norm: 'group', 'batch' or 'none', after every conv in a block and after the trunk-end conv;
-            'group' as the paper (GN replaces BN).
+        norm: 'group', 'batch', 'pixel' or 'none', after every conv in a block and after the trunk-end
+            conv; 'group' as the paper (GN replaces BN); 'pixel' (:class:`PixelNorm`) normalizes each pixel
+            over its channels, with no statistic over the image (a repaired block of the ablation).
         groups: GroupNorm groups; 8 so that each group has 8 channels at 64 features.
         attention: 'channel' (RCAN CALayer after the convs, before the skip add) or 'none'; the paper
             adds attention "after the convolution" and cites RCAN.
         reduction: channel-attention squeeze ratio C -> C/r; 16 as RCAN.
         act: 'prelu', 'relu' or 'lrelu' (0.2), between convs but not after the last; 'prelu' and that
             placement as SRGAN's block.
+        padding: 'zeros' (as the paper and SRGAN) or 'reflect', for every convolution of the generator;
+            zero-padded borders weigh more in a small training crop than in a whole image, which is what
+            makes GroupNorm's statistics depend on the extent (results/extent.csv, probe 'padding').
 
     With ``convs_per_block=2, norm='batch', attention='none'`` this is exactly ``SRGANGenerator``.
     """
 
     def __init__(self, scale=4, n_blocks=5, n_feats=64, convs_per_block=3, norm="group", groups=8,
-                 attention="channel", reduction=16, act="prelu"):
+                 attention="channel", reduction=16, act="prelu", padding="zeros"):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if act not in ACTS:
             raise ValueError(f"act must be one of {ACTS}, got {act!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if convs_per_block not in (2, 3):
             raise ValueError(f"convs_per_block must be 2 or 3, got {convs_per_block!r}")
         if norm == "group" and (groups < 1 or n_feats % groups):
@@ -253,6 +279,11 @@ class AttentionGenerator(_ResNetGenerator):
         self.config = {"arch": "attention", "kwargs": dict(
             scale=scale, n_blocks=n_blocks, n_feats=n_feats, convs_per_block=convs_per_block, norm=norm,
             groups=groups, attention=attention, reduction=reduction, act=act)}
+        if padding != "zeros":        # recorded only when set, so files written before it existed are unchanged
+            self.config["kwargs"]["padding"] = padding
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and max(m.padding) > 0:
+                    m.padding_mode = padding
 
 
 class Discriminator(nn.Module):

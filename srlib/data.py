@@ -327,7 +327,7 @@ class TrainDataset(torch.utils.data.Dataset):
         hr = img[y: y + self.crop, x: x + self.crop]
         if self.augment:
             hr = augment(hr, int(rng.integers(0, 8)))
-        hr = np.ascontiguousarray(hr)
+        hr = np.array(hr)      # a writable copy: the images may be a read-only memory map (cache_dir)
         lr = degrade(hr, self.scale, self.degradation)
         return to_tensor(lr), to_tensor(hr)
 

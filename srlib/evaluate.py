@@ -4,6 +4,8 @@ A *method* is 'bicubic' (MATLAB-style bicubic upscaling of the LR) or the path o
 Per-image rows carry: method, dataset, image, protocol, psnr, ssim. :func:`summarize` averages them per
 (method, dataset, protocol): the dataset score is the mean of per-image scores.
 """
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +46,27 @@ def mean_offset(sr, hr):
     return tuple(float(v) for v in (sr - np.asarray(hr, np.float64)).reshape(-1, 3).mean(0))
 
 
+SCORES_VERSION = 1   # raise when a metric's code changes: cached per-image scores of older code are then not reused
+
+
+def score_key(method, items, scale, protocols, lr_source, inference, perceptual):
+    """The cache key of one method's per-image scores on one dataset: the generator file's sha256 (or
+    'bicubic'), the inference asked for, scale, protocols, LR source, the perceptual measures' identity (their
+    notes: models, weights and versions) and :data:`SCORES_VERSION`, and the images' pixels (HR and LR)."""
+    from .download import _sha256
+    spec = dict(version=SCORES_VERSION, method="bicubic" if method == "bicubic" else _sha256(method), scale=scale,
+                protocols=list(protocols), lr_source=lr_source, inference=inference,
+                perceptual=None if perceptual is None else [type(perceptual).__name__, perceptual.notes])
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for it in items:
+        h.update(it.name.encode())
+        h.update(np.ascontiguousarray(it.hr).tobytes())
+        h.update(np.ascontiguousarray(it.lr).tobytes())
+    return h.hexdigest()[:24]
+
+
 def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=None, label=None,
-             lr_source="generate", progress=False, perceptual=None, inference="calibrated"):
+             lr_source="generate", progress=False, perceptual=None, inference="calibrated", cache=None):
     """Per-image scores (DataFrame) of one method on named datasets. LR is MATLAB-bicubic from HR by
     default (``lr_source='generate'``) for every protocol, so protocols differ only in the metric.
     Columns: method, dataset, image, protocol, psnr, ssim, inference (the mode that ran, see
@@ -53,15 +74,29 @@ def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=N
 
     ``perceptual`` (e.g. :class:`srlib.perceptual.Perceptual`): a callable ``(sr, hr) -> {measure: value}``
     whose values are added as columns; they do not depend on the protocol, so every protocol's row of an
-    image carries the same values."""
+    image carries the same values.
+
+    ``cache`` (a folder): each dataset's per-image scores are kept there under :func:`score_key` once the
+    dataset is done, and reused when the key matches, so an interrupted benchmark continues by dataset
+    and nothing computed by other code, another generator or other measures is taken for it."""
     name, fn, mode = make_upscaler(method, scale, device, inference=inference)
     label = label or name
-    rows = []
+    if perceptual is not None and not hasattr(perceptual, "notes"):
+        cache = None                               # measures without an identity cannot be keyed
+    frames = []
     for ds in datasets:
         items = load_eval_set(ds, root, scale, lr_source=lr_source)
+        path = None
+        if cache is not None:
+            key = score_key(method, items, scale, protocols, lr_source, inference, perceptual)
+            path = Path(cache) / f"{ds}-{key}.csv"
+            if path.exists():
+                frames.append(pd.read_csv(path, dtype={"image": str}).assign(method=label))
+                continue
         if progress:
             from tqdm.auto import tqdm
             items = tqdm(items, desc=f"{label} {ds}", leave=False)
+        rows = []
         for it in items:
             sr = fn(it.lr)
             extra = perceptual(sr, it.hr) if perceptual is not None else {}
@@ -69,7 +104,11 @@ def evaluate(method, datasets, root=None, scale=4, protocols=PROTOCOLS, device=N
             for p, (psnr, ssim) in image_scores(sr, it.hr, scale, it.gray, protocols).items():
                 rows.append(dict(method=label, dataset=ds, image=it.name, protocol=p, psnr=psnr, ssim=ssim,
                                  inference=mode, **off, **extra))
-    return pd.DataFrame(rows)
+        frames.append(pd.DataFrame(rows))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: f.write(frames[-1].to_csv(index=False).encode()))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def summarize(per_image, columns=("psnr", "ssim")):

@@ -15,6 +15,9 @@ measure that on real images (results/extent.csv, written by notebook 03_benchmar
   training extent; a setting no training image is large enough for is skipped with a printed note) and
   from fewer or more crops: whether the statistics depend on the extent (zero-padded
   borders weigh more in a small crop) or on the content, and the choice of :data:`srlib.calibration.CROPS`.
+- ``padding``: the whole image and tiles of the training extent with every convolution's zero padding
+  replaced by reflect padding, own statistics: if the gap between the two shrinks against the zero-padded
+  ``sweep`` rows, zero-padded borders (which weigh more in a small crop) carry the extent dependence.
 - ``gates``: the channel-attention gates on the whole image against their means over the tiles of the
   training extent (largest absolute difference per image): what the remaining global pool contributes.
 
@@ -131,7 +134,8 @@ def probe(path, name, datasets, root=None, extents=None, detail=None):
         calibration.calibrate(model, _training_crops(cfg, root))
     stats = [(m.calib_mean.clone(), m.calib_var.clone()) for m in norms]
     sets = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(datasets), root)}
-    small = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(detail or []), root)}
+    # no detail, no detail probes (resolve_datasets of an empty list would fall back to the demo images)
+    small = {ds: load_eval_set(ds, root, scale) for ds in resolve_datasets(list(detail), root)} if detail else {}
     rows = []
 
     def add(probe_name, setting, extent, inference, ds, scores):
@@ -168,6 +172,17 @@ def probe(path, name, datasets, root=None, extents=None, detail=None):
         for m, (mean, var) in zip(norms, stats):
             m.calib_mean.copy_(mean)
             m.calib_var.copy_(var)
+    if norms and small:          # the same probe with reflect padding: do zero-padded borders carry the shift?
+        archs.set_inference(model, "whole")
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and max(m.padding) > 0]
+        for m in convs:
+            m.padding_mode = "reflect"
+        for ds, items in small.items():
+            for n in (train_extent, None):
+                add("padding", f"reflect padding, {f'{n}-px tiles' if n else 'whole image'}", n or 0, "whole", ds,
+                    _score(model, items, scale, n))
+        for m in convs:
+            m.padding_mode = "zeros"
     for mode in modes:
         archs.set_inference(model, mode)
         for ds, items in small.items():

@@ -1,28 +1,33 @@
-"""One prepared GPU run: pack the data here, train and bench on the GPU in one call, score back here.
+"""One prepared GPU run of the paper-budget grid: pack the data here, train and bench on the GPU in one call,
+score back here.
 
-A GPU machine is lent for a few minutes, starts bare, sees only the repository and what is carried with
-it (64 MiB in all), and returns files of at most 16 MiB. So the study's GPU run is three steps:
+The GPU run trains the same profile as ``./run_all.sh paper-budget`` on the CPU: the grid
+``configs/paper_budget_grid.yaml`` (its arms, common settings and seeds; more seeds where SEEDS asks), each
+(variant, seed) by ``python -m srlib ablation`` itself, so its runs are the ablation's run folders
+(``runs/seed<s>/<variant>``, shared warm-ups in ``runs/warmup``). What is GPU-specific lives here: a GPU
+machine is lent for a few minutes, starts bare, sees only the repository and what is carried with it (64 MiB
+in all), and returns at most 8 files of at most 16 MiB (64 MiB together). So the run is three steps:
 
-1. ``python -m srlib gpu-pack`` (here): copies the quick profile's images (``quick-train``,
-   ``quick-holdout``) and Set5 into a data-root layout under an ignored folder (``cache/gpu_pack``; PNG
-   files as they are, other formats decoded and written as PNG, which is lossless, so the manifests' pixel
-   hashes still hold), and checks that the repository's files plus the pack stay under the limit.
-2. ``python -m srlib gpu-train`` (on the GPU, with the pack as data root): the speed bench in bf16, then
-   every (model, seed) of the quick recipe at the paper's budget (crop 128, batch 16, ``steps`` generator
-   steps, the last ``gan_steps`` with the model's own loss after the shared L1 warm-up), seeds as
-   concurrent processes on the one GPU (these small models leave it mostly idle); the decoded images sit in
-   one memory map that all processes share. A wall-clock guard stops training in time to write the
-   archive; runs are resumable, so calling it again on the same machine continues them. The archive
-   (generators, metrics.csv, meta.json, the logs, speed.csv) goes under ``--out`` in parts of at most
-   :data:`PART_BYTES`.
-3. ``python -m srlib gpu-results ARCHIVE`` (here): scores the generators on the four benchmarks in both
-   protocols and writes ``results/gpu/``: Table 1 with the spread over seeds, the speed rows, metadata.
+1. ``python -m srlib gpu-pack`` (here): copies the grid's images (its train, held-out and validation sets)
+   into a data-root layout under an ignored folder (``cache/gpu_pack``; PNG and JPEG files as they are, other
+   formats decoded and written as PNG, which is lossless, so the manifests' pixel hashes still hold), and
+   checks that the repository's files plus the pack stay under the limit.
+2. ``python -m srlib gpu-train`` (on the GPU, with the pack as data root): the speed bench in bf16, then every
+   (variant, seed) of the grid as its own process on the one GPU, all at once (these small models leave it
+   mostly idle; runs that share a warm-up wait for whichever trains it); the decoded images sit in one
+   memory map that all processes share. A wall-clock guard stops training in time to write the archive;
+   runs are resumable, so calling it again on the same machine continues them. The archive (the grid file,
+   each run's generator, metrics.csv and meta.json, the logs, speed.csv) goes under ``--out`` in parts of at
+   most :data:`PART_BYTES`.
+3. ``python -m srlib gpu-results ARCHIVE`` (here): unpacks the runs into ``runs/gpu``, scores them as the
+   ablation does and writes ``results/gpu/``: the grid's analysis (the declared endpoint first) and each
+   arm's mean and SD over seeds, in both inference modes, the runs' record, the speed rows, metadata.
+   Notebook 06_ablation reads the same runs folder.
 
 ``scripts/gpu_run.sh`` wraps the three; ``--dry`` runs the same path on the CPU with tiny settings.
 """
 import gzip
 import json
-import math
 import os
 import platform
 import shutil
@@ -38,16 +43,15 @@ from .data import BENCHMARKS, data_root, entries, hr_files, is_manifest, read_ch
 from .io import atomic_write, write_image
 from .lock import lock
 
-FORMAT = "srlib-gpu-run 1"
-PACK_SETS = ("quick-train", "quick-holdout", "Set5")  # what the GPU run trains and validates on
+FORMAT = "srlib-gpu-run 2"            # 2: the grid's runs (seed<s>/<variant>) and the grid file
+GRID = "configs/paper_budget_grid.yaml"   # the profile the GPU run trains: the CPU's paper-budget
+GRID_FILE = "grid.yaml"               # the grid as trained, in the work folder and the archive
 TRAVEL_LIMIT = 64 * 2 ** 20          # repository + carried paths that reach the GPU machine
 PART_BYTES = 15 * 2 ** 20            # archive part size: files back from the machine are at most 16 MiB
+BACK_LIMIT = 64 * 2 ** 20            # and 64 MiB together
 ARCHIVE = "gpu_run.tar.gz"
-PAPER = dict(crop=128, batch_size=16)    # the paper's crop and batch, over the quick profile's
-MODELS = ("psnr", "srgan", "attention")   # psnr first: attention waits for the warm-up they share
-# tiny settings of --dry: the device path on a CPU in seconds
-DRY = dict(n_blocks=1, n_feats=16, crop=32, batch_size=4, val_images=2, tune_set=None, device="cpu", amp="fp32",
-           num_workers=0)
+# --dry takes these of the smoke profile (tiny network, a few steps): the device path on a CPU in seconds
+DRY_KEYS = ("n_blocks", "n_feats", "crop", "batch_size", "val_images", "steps", "warmup_steps", "val_every", "amp")
 
 
 class GpuRunError(ValueError):
@@ -60,8 +64,17 @@ class GpuRunError(ValueError):
 COPIED = (".png", ".jpg", ".jpeg")   # packed byte for byte; other formats (BMP ...) are written as PNG
 
 
-def pack(dest, root=None, sets=PACK_SETS):
-    """Copy the images of ``sets`` (manifests or datasets) from the data root into ``dest`` as a data root
+def pack_sets(grid=GRID):
+    """The datasets and manifests a grid file's runs train and validate on (train, held-out, validation)."""
+    from .ablation import load_grid, variant_configs
+    spec = load_grid(grid)
+    return tuple(dict.fromkeys(name for cfg in variant_configs(spec, spec["seeds"][0]).values()
+                               for name in [*cfg.train_sets, cfg.tune_set, cfg.val_set] if name))
+
+
+def pack(dest, root=None, sets=None):
+    """Copy the images of ``sets`` (manifests or datasets; default :func:`pack_sets` of :data:`GRID`) from
+    the data root into ``dest`` as a data root
     (``dest/<Dataset>/HR/<name>``). PNG and JPEG files are copied byte for byte (the BSD200 JPEGs are about
     three times smaller than PNGs of their pixels, and the pack must fit beside the repository); others are
     decoded and written as PNG. The manifests' pixel hashes are checked wherever the pack is decoded, so
@@ -73,7 +86,7 @@ def pack(dest, root=None, sets=PACK_SETS):
         raise GpuRunError(f"pack folder {dest} lies in the data root, which is only read")
     n = 0
     with lock(dest):
-        for name in sets:
+        for name in sets or pack_sets():
             items = entries(name, root) if is_manifest(name) else [(f, None) for f in hr_files(name, root)]
             for f, sha in items:
                 copied = f.suffix.lower() in COPIED
@@ -117,32 +130,20 @@ def check_travel(pack_dir, limit=TRAVEL_LIMIT):
 # ------------------------------------------------------------------------------------ device: training
 
 
-def run_name(model, seed):
-    return f"{model}-s{seed}"
+def dry_overrides():
+    """--dry: the smoke profile's tiny network and budget (:data:`srlib.train.PROFILES`) over the grid, on the
+    grid's own (packed) data, on the CPU, without the held-out validation."""
+    from .train import PROFILES
+    return {**{k: PROFILES["smoke"][k] for k in DRY_KEYS}, "tune_set": None, "device": "cpu", "num_workers": 0}
 
 
-def run_overrides(seed, work, steps, gan_steps, val_every, extra):
-    """TrainConfig overrides of the 'quick' profile for one seed: the paper's crop and batch, ``steps``
-    generator steps of which the last ``gan_steps`` use the model's own loss, the shared warm-ups and the
-    image cache under ``work``; ``extra`` last (the tiny settings of a dry run)."""
-    return {**PAPER, "seed": seed, "steps": steps, "warmup_steps": steps - gan_steps, "val_every": val_every,
-            "warmup_dir": str(work / "runs" / "warmup"), "cache_dir": str(work / "cache"), **extra}
-
-
-def train_args(model, seed, overrides):
-    """`python -m srlib train` arguments of one (model, seed) run."""
-    sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
-    return ["-m", "srlib", "train", "--model", model, "--profile", "quick", "--out",
-            str(Path(overrides["warmup_dir"]).parent / run_name(model, seed)), "--set"] + sets
-
-
-def warmup_done(model, overrides):
-    """Whether the shared warm-up that ``model`` starts from is complete (attention waits for psnr's)."""
-    from .train import make_config, warmup_run_dir
-    wdir = warmup_run_dir(make_config(model, "quick", **overrides))    # named by a hash of its config
-    meta = wdir / "meta.json"
-    return (meta.is_file() and json.loads(meta.read_text()).get("status") == "complete"
-            and (wdir / "generator.safetensors").is_file())
+def train_command(grid, runs, variant, seed, overrides, progress=True, python=sys.executable):
+    """The ``python -m srlib ablation`` command that trains one (variant, seed) of ``grid`` (a grid file) into
+    ``runs`` as the CPU run does (``runs/seed<s>/<variant>``, shared warm-ups in ``runs/warmup``), with
+    ``overrides`` over the grid's common settings; scoring is left to ``gpu-results``."""
+    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    return [python, "-m", "srlib", "ablation", str(grid), "--runs", str(runs), "--seeds", str(seed),
+            "--variants", variant, "--no-score"] + (["--progress"] if progress else []) + ["--set"] + sets
 
 
 def _stop(proc, grace=15):
@@ -157,44 +158,36 @@ def _stop(proc, grace=15):
         proc.wait()
 
 
-def train_all(work, seeds, steps, gan_steps, val_every, deadline, extra, say, python=sys.executable):
-    """Run every (model, seed) as its own process, all at once except that an attention run starts when
-    the warm-up it shares with psnr is complete. Stops what still runs at ``deadline`` (time.time()).
-    Returns {run name: exit code, or 'stopped' / 'not started'}."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = extra.pop("num_workers", max(1, cores // (2 * len(seeds))))
+def train_all(commands, logs, deadline, say, limit=None):
+    """Start every command ({run name: command}) as its own process, at most ``limit`` at a time (None: all at
+    once): runs that share a warm-up wait for whichever of them trains it (:func:`srlib.train.train`), which
+    started before them. Stops what still runs at ``deadline`` (time.time()). Returns {run name: exit code,
+    or 'stopped'}."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "20"}
-    (work / "logs").mkdir(parents=True, exist_ok=True)
-    waiting = [(m, s) for s in seeds for m in MODELS]
-    running, codes = {}, {}
-    while waiting or running:
-        for m, s in list(waiting):
-            overrides = run_overrides(s, work, steps, gan_steps, val_every, {**extra, "num_workers": workers})
-            if m != "attention" or warmup_done(m, overrides):
-                log = open(work / "logs" / f"{run_name(m, s)}.log", "ab")
-                running[run_name(m, s)] = (subprocess.Popen([python] + train_args(m, s, overrides), stdout=log,
-                                                            stderr=subprocess.STDOUT, env=env,
-                                                            start_new_session=True), log)
-                waiting.remove((m, s))
-                say(f"started {run_name(m, s)} ({workers} loader workers)")
-            elif run_name("psnr", s) in codes:        # psnr ended, and the warm-up it ran is not complete
-                codes[run_name(m, s)] = "not started"
-                waiting.remove((m, s))
-                say(f"{run_name(m, s)} not started: the shared warm-up of {run_name('psnr', s)} is not complete")
+    Path(logs).mkdir(parents=True, exist_ok=True)
+    running, codes, waiting = {}, {}, list(commands.items())
+    while running or waiting:
+        while waiting and (limit is None or len(running) < limit):
+            name, cmd = waiting.pop(0)
+            log = open(Path(logs) / f"{name.replace('/', '-')}.log", "ab")
+            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True), log)
+            say(f"started {name}")
         for name, (proc, log) in list(running.items()):
             if proc.poll() is not None:
                 codes[name] = proc.returncode
                 log.close()
                 del running[name]
                 say(f"{name} ended with exit {proc.returncode}")
-        if time.time() > deadline:
+        if (running or waiting) and time.time() > deadline:
             for name, (proc, log) in running.items():
                 _stop(proc)
                 log.close()
                 codes[name] = "stopped"
                 say(f"{name} stopped by the wall-clock guard (resumable from its last checkpoint)")
-            for m, s in waiting:
-                codes[run_name(m, s)] = "not started"
+            for name, _ in waiting:
+                codes[name] = "stopped"
+                say(f"{name} not started before the wall-clock guard")
             break
         time.sleep(1)
     return codes
@@ -223,13 +216,16 @@ def environment():
     return env
 
 
-def run_device(work, out, seeds=(0, 1, 2), steps=5000, gan_steps=400, val_every=1000, budget_s=330,
-               bench_s=90, reserve_s=25, dry=False, python=sys.executable):
+def run_device(work, out, grid=GRID, seeds=None, overrides=None, budget_s=330, bench_s=90, reserve_s=25, dry=False,
+               python=sys.executable):
     """The GPU part (see the module docstring); returns the archive's paths under ``out``.
 
-    ``budget_s`` is the whole call's wall time; training stops ``reserve_s`` before its end, leaving time for
-    the archive. The bench gets at most ``bench_s`` and is skipped when ``work`` already holds its CSV
-    (a second call continues the runs)."""
+    Trains every runnable variant of ``grid`` (a grid file) at each of ``seeds`` (default: the grid's) into
+    ``work/runs``, with ``overrides`` over the grid's common settings (none by default: the grid's budget;
+    --dry: :func:`dry_overrides`). ``budget_s`` is the whole call's wall time; training stops ``reserve_s``
+    before its end, leaving time for the archive. The bench gets at most ``bench_s`` and is skipped when
+    ``work`` already holds its CSV (a second call continues the runs)."""
+    from .ablation import grid_overrides, load_grid, run_dir, runnable, variant_configs
     from .data import TrainDataset
     t0 = time.time()
     work, out = Path(work), Path(out)
@@ -242,15 +238,18 @@ def run_device(work, out, seeds=(0, 1, 2), steps=5000, gan_steps=400, val_every=
         logf.write(line + "\n")
         logf.flush()
 
-    if gan_steps >= steps or gan_steps < 1:
-        raise GpuRunError(f"need 1 <= gan_steps ({gan_steps}) < steps ({steps})")
+    spec = load_grid(grid)
+    seeds = list(seeds or spec["seeds"])
+    overrides = {**(dry_overrides() if dry else {}), **(overrides or {})}
+    pairs = [(v, s) for s in seeds for v in runnable(spec)]
+    cfg = variant_configs(grid_overrides(spec, overrides), seeds[0])[spec["reference"]]
+    shutil.copyfile(grid, work / GRID_FILE)           # the grid as trained, for gpu-results
     env = environment()
     say(f"gpu_run {'dry ' if dry else ''}on {env.get('gpu') or 'CPU'}; torch {env['torch']}, CUDA {env['cuda']}; "
-        f"data root {data_root()}; seeds {list(seeds)}; {steps} steps ({steps - gan_steps} L1 warm-up + "
-        f"{gan_steps} own loss); budget {budget_s} s")
+        f"data root {data_root()}; grid {grid}: {len(pairs)} runs ({', '.join(runnable(spec))} x seeds {seeds}), "
+        f"{cfg.steps} steps ({cfg.warmup_steps} shared L1 warm-up); overrides {overrides}; budget {budget_s} s")
     if not dry and not env["cuda_available"]:
         raise GpuRunError("no CUDA device: run with --dry on a CPU")
-    extra = dict(DRY) if dry else {"progress": True}
     speed = work / "speed.csv"
     bench_exit = "kept from an earlier call" if speed.is_file() else None
     if bench_exit is None:
@@ -269,48 +268,56 @@ def run_device(work, out, seeds=(0, 1, 2), steps=5000, gan_steps=400, val_every=
     try:        # whatever fails here, the archive with the bench and the logs is still written
         # decode the training images once into the shared memory map (checking the manifest's pixel
         # hashes), before the processes that read it start
-        TrainDataset(["quick-train"], None, extra.get("crop", 128), 4, "matlab", cache_dir=work / "cache")
+        TrainDataset(cfg.train_sets, None, cfg.crop, cfg.scale, cfg.degradation, cache_dir=work / "cache")
         say("training images cached")
-        codes = train_all(work, seeds, steps, gan_steps, val_every, t0 + budget_s - reserve_s, dict(extra), say,
-                          python)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        where = {"cache_dir": str(work / "cache"), "num_workers": max(1, cores // len(pairs))}   # not what is trained
+        commands = {f"seed{s}/{v}": train_command(grid, work / "runs", v, s, {**where, **overrides}, not dry, python)
+                    for v, s in pairs}
+        # on a GPU every run at once; the --dry path on a CPU one run per core, so that 8 processes importing
+        # torch together do not leave each other no time inside the budget
+        codes = train_all(commands, work / "logs", t0 + budget_s - reserve_s, say, limit=cores if dry else None)
     except Exception as e:  # noqa: BLE001 -- reported in the log and meta.json
         failure = f"{type(e).__name__}: {e}"
         say(f"training failed: {failure}")
     train_s = time.time() - t_train
     runs = {}
-    for m in MODELS:
-        for s in seeds:
-            name = run_name(m, s)
-            meta_path = work / "runs" / name / "meta.json"
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-            runs[name] = {"model": m, "seed": s, "exit": codes.get(name), "status": meta.get("status", "missing"),
-                          "steps_done": meta.get("steps_done", 0), "train_seconds": meta.get("train_seconds"),
-                          "vgg": meta.get("vgg"), "precision": meta.get("precision"), "gpu": meta.get("gpu"),
-                          "config": meta.get("config")}
-    meta = {"format": FORMAT, "dry": dry, "environment": env, "seeds": list(seeds), "steps": steps,
-            "gan_steps": gan_steps, "warmup_steps": steps - gan_steps, "val_every": val_every,
-            "budget_s": budget_s, "bench": {"exit": bench_exit, "seconds_limit": bench_s},
-            "train_wall_s": round(train_s, 1), "failure": failure, "wall_s": round(time.time() - t0, 1), "runs": runs,
-            "recipe": "profile 'quick' (shared L1 warm-up, then the model's own loss; cosine per phase) at crop "
-                      "128, batch 16", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for v, s in pairs:
+        meta_path = run_dir(work / "runs", s, v) / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        runs[f"seed{s}/{v}"] = {"variant": v, "seed": s, "exit": codes.get(f"seed{s}/{v}"),
+                                "status": meta.get("status", "missing"), "steps_done": meta.get("steps_done", 0),
+                                "train_seconds": meta.get("train_seconds"), "vgg": meta.get("vgg"),
+                                "precision": meta.get("precision"), "gpu": meta.get("gpu")}
+    meta = {"format": FORMAT, "dry": dry, "environment": env, "grid": str(grid), "overrides": overrides,
+            "seeds": seeds, "steps": cfg.steps, "warmup_steps": cfg.warmup_steps, "budget_s": budget_s,
+            "bench": {"exit": bench_exit, "seconds_limit": bench_s}, "train_wall_s": round(train_s, 1),
+            "failure": failure, "wall_s": round(time.time() - t0, 1), "runs": runs,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(work / "meta.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
     done = sum(r["status"] == "complete" for r in runs.values())
     say(f"{done} of {len(runs)} runs complete; training wall {train_s:.0f} s")
     logf.close()
     parts = write_archive(work, out)
+    size = sum(p.stat().st_size for p in parts)
     print(f"archive: {', '.join(f'{p} ({p.stat().st_size / 2 ** 20:.1f} MiB)' for p in parts)}", flush=True)
+    if size > BACK_LIMIT or len(parts) > 8:
+        print(f"warning: the archive ({size / 2 ** 20:.1f} MiB in {len(parts)} files) is more than the device "
+              f"returns (8 files, {BACK_LIMIT / 2 ** 20:.0f} MiB): run fewer seeds per machine", flush=True)
     return parts
 
 
 def write_archive(work, out, part_bytes=PART_BYTES):
-    """``out/gpu_run.tar.gz`` with meta.json, speed.csv, the logs and each run's generator, metrics.csv and
-    meta.json (not the resume checkpoints); split into ``.partNN`` files when larger than ``part_bytes``."""
+    """``out/gpu_run.tar.gz`` with meta.json, the grid file, speed.csv, the logs and each run's generator,
+    metrics.csv and meta.json (not the resume checkpoints, nor the shared warm-ups' generators); split into
+    ``.partNN`` files when larger than ``part_bytes``."""
     work, out = Path(work), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     archive = out / ARCHIVE
     for old in out.glob(ARCHIVE + "*"):
         old.unlink()
-    keep = ("generator.safetensors", "metrics.csv", "meta.json", "*.log", "log.txt", "logs_bench.txt", "speed.csv")
+    keep = ("generator.safetensors", "metrics.csv", "meta.json", GRID_FILE, "*.log", "log.txt", "logs_bench.txt",
+            "speed.csv")
     with tarfile.open(archive, "w:gz") as tar:
         for pattern in keep:
             for p in sorted(work.rglob(pattern)):
@@ -392,137 +399,93 @@ def unpack(path, dest):
     return meta
 
 
-def spread(per_seed):
-    """Mean, sample standard deviation, min and max over seeds of each (model, dataset, protocol)."""
-    g = per_seed.groupby(["model", "dataset", "protocol"], sort=False)
-    table = g.agg(psnr=("psnr", "mean"), psnr_sd=("psnr", "std"), psnr_min=("psnr", "min"),
-                  psnr_max=("psnr", "max"), ssim=("ssim", "mean"), ssim_sd=("ssim", "std"),
-                  ssim_min=("ssim", "min"), ssim_max=("ssim", "max"), seeds=("seed", "nunique"),
-                  images=("images", "first"), steps=("steps_done", "min")).reset_index()
-    return table
+MODES = ("Inference: GroupNorm calibrated at the training extent, srlib's default (the declared endpoint's).",
+         "Inference: whole image, GroupNorm with each image's own statistics (a secondary record).")
 
 
-LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN", "attention": "Attention", "psnr": "PSNR baseline"}
-
-
-def markdown(table, meta, datasets, speed=None):
-    """Table 1 at the GPU budget: one table per protocol, cells 'PSNR ± sd / SSIM ± sd', with notes, and
-    the bench's step rows (``speed``, a DataFrame of speed.csv) when given."""
-    def cell(r):
-        if r.seeds < 2 or math.isnan(r.psnr_sd):
-            return f"{r.psnr:.2f} / {r.ssim:.4f}"
-        return f"{r.psnr:.2f} ± {r.psnr_sd:.2f} / {r.ssim:.4f} ± {r.ssim_sd:.4f}"
-
+def notes(meta):
+    """What a GPU run's tables carry beside them: machine, versions, runs not complete, SRGAN's VGG16."""
     env, runs = meta["environment"], meta["runs"]
-    steps = sorted({r["steps_done"] for r in runs.values()})
-    cfg = next((r["config"] for r in runs.values() if r.get("config")), {})
-    lines = [f"# Table 1 at the GPU budget ({meta['steps']} generator steps, crop {cfg.get('crop')}, batch "
-             f"{cfg.get('batch_size')})", ""]
-    titles = {"paper": "Paper protocol (RGB in [0, 1], whole image)", "standard": "Standard protocol (Y, 4-pixel "
-              "border shaved)"}
-    for protocol in ("paper", "standard"):
-        sub = table[table.protocol == protocol]
-        if sub.empty:
-            continue
-        lines += [f"## {titles[protocol]}", "", "PSNR (dB) / SSIM, x4; mean ± standard deviation over seeds.", "",
-                  "| Method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
-        for model in sorted(dict.fromkeys(sub.model), key=lambda m: list(LABELS).index(m) if m in LABELS else 99):
-            rows = {r.dataset: r for r in sub[sub.model == model].itertuples()}
-            label = LABELS.get(model, model) + (" *" if model == "srgan" else "")
-            lines.append(f"| {label} | " + " | ".join(cell(rows[d]) if d in rows else "–" for d in datasets) + " |")
-        lines.append("")
-    vgg = sorted({str(r["vgg"]) for r in runs.values() if r["model"] == "srgan" and r["vgg"]})
-    cut = [n for n, r in runs.items() if r["status"] != "complete"]
-    lines += [
-        "Notes:", "",
-        f"- \\* SRGAN: no ImageNet VGG16 weights on the GPU machine, so its perceptual term used a random-init "
-        f"VGG16 or was dropped: not Ledig's SRGAN loss. Its runs recorded: {'; '.join(vgg) or 'nothing'}.",
-        f"- Seeds {meta['seeds']}, each run its own process on one GPU ({env.get('gpu') or 'CPU'}); recipe: "
-        f"profile 'quick' (cosine per phase) at crop {cfg.get('crop')}, batch {cfg.get('batch_size')}: "
-        f"{meta['warmup_steps']} L1 warm-up steps shared per architecture and seed, then "
-        f"{meta['gan_steps']} steps of the model's own loss. Steps done per run: {steps}.",
-        "- Runs not complete (stopped by the wall-clock guard or failed): " + (", ".join(cut) or "none") + "."
-        + (f" Training failed: {meta['failure']}" if meta.get("failure") else ""),
-        f"- torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}; training wall time "
-        f"{meta['train_wall_s']:.0f} s of a {meta['budget_s']} s call.",
-    ]
-    if speed is not None and not speed.empty:
-        rows = speed[speed.measurement.isin(["train_step", "train_tflops", "peak_fraction"])]
-        lines += ["", "## Speed (srlib bench: one G+D step; config: model, crop, batch, precision; naive: the "
-                  "fp32 NCHW reference loop)", "",
-                  "| measurement | config | srlib | naive | unit | note |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r.measurement} | {r.config} | {r.srlib:.4g} | {r.naive:.4g} | {r.unit} | {r.note} |"
-                  for r in rows.itertuples()]
+    cut = [f"{n} ({r['status']}, {r['steps_done']} steps)" for n, r in runs.items() if r["status"] != "complete"]
+    vgg = sorted({str(r["vgg"]) for r in runs.values() if r["vgg"] and r["vgg"] != "not used"})
+    lines = ["", "GPU run: " + f"{env.get('gpu') or 'CPU'}, torch {env['torch']}, CUDA {env['cuda']}, cuDNN "
+             f"{env['cudnn']}; grid {meta['grid']}, seeds {meta['seeds']}, overrides {meta['overrides'] or 'none'}; "
+             f"training wall time {meta['train_wall_s']:.0f} s of a {meta['budget_s']} s call. Runs not complete "
+             f"(left out of the tables): {', '.join(cut) or 'none'}. SRGAN's VGG16: {'; '.join(vgg) or 'not recorded'}."
+             + (f" Training failed: {meta['failure']}" if meta.get("failure") else "")]
     if meta.get("dry"):
-        lines.insert(1, "\n**Dry run: tiny models on a CPU, a check of the path, not results.**")
+        lines.insert(0, "\n**Dry run: tiny models on a CPU, a check of the path, not results.**")
     return "\n".join(lines) + "\n"
 
 
-def gpu_results(archive, results="results/gpu", datasets=BENCHMARKS, root=None, keep=None, device=None):
-    """Unpack ``archive``, score its generators (and bicubic) on ``datasets`` in both protocols and write
-    ``results``: per_seed.csv, table1.csv, table1.md, speed.csv, meta.json, train/<run>/metrics.csv, log.txt.
-    ``keep``: extract into this folder instead of a temporary one. Returns the table1 DataFrame."""
-    import pandas as pd
-
-    from .evaluate import evaluate, summarize, write_csv
-    results = Path(results)
-    with tempfile.TemporaryDirectory(prefix="gpu_run.") as tmp:
-        dest = Path(keep) if keep else Path(tmp)
-        meta = unpack(archive, dest)
-        frames = [summarize(evaluate("bicubic", datasets, root)).assign(model="bicubic", seed=0, steps_done=0)]
-        scored = []
-        for name, run in meta["runs"].items():
-            gen = dest / "runs" / name / "generator.safetensors"
-            if not gen.is_file():
-                print(f"{name}: no generator in the archive ({run['status']}, {run['steps_done']} steps): skipped")
-                continue
-            print(f"scoring {name} ({run['steps_done']} steps) on {', '.join(datasets)}", flush=True)
-            per = summarize(evaluate(str(gen), datasets, root, label=name, device=device))
-            frames.append(per.assign(model=run["model"], seed=run["seed"], steps_done=run["steps_done"]))
-            scored.append(name)
-        if not scored:
-            raise GpuRunError(f"{archive}: the archive holds no generator to score")
-        per_seed = pd.concat(frames, ignore_index=True)
-        table = spread(per_seed)
-        vgg = "; ".join(sorted({str(r["vgg"]) for r in meta["runs"].values() if r["model"] == "srgan"}))
-        for df in (per_seed, table):        # SRGAN's numbers carry their VGG16 caveat wherever they go
-            df["note"] = [f"no ImageNet VGG16 (VGG16: {vgg})" if m == "srgan" else "" for m in df.model]
-        results.mkdir(parents=True, exist_ok=True)
-        write_csv(per_seed[["model", "seed", "dataset", "protocol", "psnr", "ssim", "images", "steps_done", "note"]],
-                  results / "per_seed.csv")
-        write_csv(table, results / "table1.csv")
-        speed = pd.read_csv(dest / "speed.csv") if (dest / "speed.csv").is_file() else None
-        text = markdown(table, meta, list(datasets), speed)
-        atomic_write(results / "table1.md", lambda f: f.write(text.encode()))
-        for name in ("speed.csv", "log.txt"):
-            if (dest / name).is_file():
-                shutil.copyfile(dest / name, results / name)
-        for csv in (dest / "runs").glob("*/metrics.csv"):
-            target = results / "train" / csv.parent.name / "metrics.csv"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(csv, target)
-        meta["scored"] = {"datasets": list(datasets), "runs": scored, "data_root": str(data_root(root)),
-                          "protocols": ["standard", "paper"], "archive": str(archive),
-                          "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        atomic_write(results / "meta.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
-    print(f"wrote {results}/ (table1.md, table1.csv, per_seed.csv, speed.csv, meta.json)")
-    return table
+def gpu_results(archive, results="results/gpu", work="runs/gpu", datasets=BENCHMARKS, root=None):
+    """Unpack ``archive`` into ``work`` (the layout of gpu-train's work folder: the grid's runs in
+    ``work/runs``), score its finished runs as the ablation does (:func:`srlib.ablation.score_run`, calibrated
+    and whole-image) and write ``results``: ``<name>.md``/``.csv`` (every arm against the grid's reference,
+    the declared endpoint first; ``<name>`` the grid file's stem less ``_grid``), ``<name>_whole.*`` (the
+    same, whole-image), ``<name>_absolute.*`` (each arm's mean and SD over seeds), ``<name>_runs.csv``,
+    speed.csv, log.txt and meta.json. Returns the endpoint's table."""
+    from . import ablation
+    from .evaluate import write_csv
+    results, work = Path(results), Path(work)
+    meta = unpack(archive, work)
+    runs = work / "runs"
+    grid = ablation.grid_overrides(ablation.load_grid(work / GRID_FILE), meta["overrides"])
+    grid = {**grid, "seeds": meta["seeds"]}
+    end = grid["primary_endpoint"]
+    grid = ablation.restrict(grid, datasets=None if set(datasets) == set(end["datasets"]) else datasets)
+    status = ablation.status(grid, runs)
+    done = status[status["trained"]]
+    if done.empty:
+        raise GpuRunError(f"{archive}: the archive holds no finished run to score")
+    for r in done.itertuples():
+        print(f"scoring seed{r.seed}/{r.variant} on {', '.join(datasets)}", flush=True)
+        for mode in ("calibrated", "whole"):
+            ablation.score_run(ablation.run_dir(runs, r.seed, r.variant), datasets, root, inference=mode)
+    name = Path(meta["grid"]).stem.removesuffix("_grid")
+    order = list(grid["primary_endpoint"]["datasets"]) + ["pooled"]
+    results.mkdir(parents=True, exist_ok=True)
+    absolute, tables = "", {}
+    for mode, suffix, label in (("calibrated", "", MODES[0]), ("whole", "_whole", MODES[1])):
+        scores, complete = ablation.collect_scores(grid, runs, perceptual=False, inference=mode)
+        tables[mode] = ablation.analyze(grid, scores)
+        write_csv(tables[mode], results / f"{name}{suffix}.csv", decimals=4)
+        text = f"{label}\n\n" + ablation.markdown(tables[mode], grid, complete) + notes(meta)
+        atomic_write(results / f"{name}{suffix}.md", lambda f, text=text: f.write(text.encode()))
+        summary, _ = ablation.absolute_scores(scores)
+        write_csv(summary, results / f"{name}_absolute{suffix}.csv", decimals=4)
+        absolute += f"{label}\n\n" + "".join(ablation.absolute_markdown(summary, m, order) + "\n"
+                                             for m in ("psnr", "ssim") if m in set(summary["metric"]))
+    atomic_write(results / f"{name}_absolute.md", lambda f: f.write((absolute + notes(meta)).encode()))
+    write_csv(ablation.status(grid, runs), results / f"{name}_runs.csv")
+    for extra in ("speed.csv", "log.txt"):
+        if (work / extra).is_file():
+            shutil.copyfile(work / extra, results / extra)
+    meta["scored"] = {"datasets": list(datasets), "runs": [f"seed{r.seed}/{r.variant}" for r in done.itertuples()],
+                      "data_root": str(data_root(root)), "archive": str(archive), "runs_dir": str(runs),
+                      "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write(results / "meta.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
+    print(f"wrote {results}/ ({name}.md, {name}_whole.md, {name}_absolute.md and their CSVs, {name}_runs.csv, "
+          f"speed.csv, meta.json); the runs stay in {runs}")
+    return tables["calibrated"]
 
 
 # ------------------------------------------------------------------------------------------------- cli
 
 
 def _pack_cli(args):
-    n = pack(args.out, args.data_root)
-    print(f"packed {n} images of {', '.join(PACK_SETS)} into {args.out}")
+    sets = pack_sets(args.grid)
+    n = pack(args.out, args.data_root, sets)
+    print(f"packed {n} images of {', '.join(sets)} into {args.out}")
     check_travel(args.out)
     return 0
 
 
 def _train_cli(args):
+    from .train import parse_overrides
     try:
-        run_device(args.work, args.out, tuple(args.seeds), args.steps, args.gan_steps, args.val_every, args.budget,
-                   args.bench_s, dry=args.dry)
+        run_device(args.work, args.out, args.grid, args.seeds, parse_overrides(args.set), args.budget, args.bench_s,
+                   dry=args.dry)
     except GpuRunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -531,7 +494,7 @@ def _train_cli(args):
 
 def _results_cli(args):
     try:
-        gpu_results(args.archive, args.results, args.datasets, args.data_root, args.keep, args.device)
+        gpu_results(args.archive, args.results, args.work, args.datasets, args.data_root)
     except GpuRunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -541,26 +504,26 @@ def _results_cli(args):
 def add_cli(sub):
     p = sub.add_parser("gpu-pack", help="pack the GPU run's images into a carried data root; check the size")
     p.add_argument("--out", default="cache/gpu_pack", help="pack folder (ignored by git; carried to the GPU)")
+    p.add_argument("--grid", default=GRID, help=f"the grid whose data is packed (default {GRID})")
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=_pack_cli)
 
-    t = sub.add_parser("gpu-train", help="on the GPU: bench, all models x seeds at the GPU budget, the archive")
-    t.add_argument("--work", default="runs/gpu_run", help="run folder; a second call continues its runs")
+    t = sub.add_parser("gpu-train", help="on the GPU: bench, every variant x seed of the grid, the archive")
+    t.add_argument("--work", default="runs/gpu_run", help="work folder; a second call continues its runs")
     t.add_argument("--out", required=True, help="folder for the archive ($OUT on the device)")
-    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    t.add_argument("--steps", type=int, default=5000, help="generator steps per model (the paper's 5,000)")
-    t.add_argument("--gan-steps", type=int, default=400, help="of which with the model's own loss (quick: 400)")
-    t.add_argument("--val-every", type=int, default=1000, help="steps between validations and checkpoints")
+    t.add_argument("--grid", default=GRID, help=f"grid file (default {GRID}, the CPU's paper-budget)")
+    t.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the grid's")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override the grid's common fields, as `srlib ablation --set` (default: none)")
     t.add_argument("--budget", type=float, default=330, help="wall seconds of the whole call")
     t.add_argument("--bench-s", type=float, default=90, help="wall seconds the bench may take at most")
-    t.add_argument("--dry", action="store_true", help="tiny settings on the CPU")
+    t.add_argument("--dry", action="store_true", help="the smoke profile's tiny settings on the CPU")
     t.set_defaults(func=_train_cli)
 
-    r = sub.add_parser("gpu-results", help="score a gpu-train archive on the benchmarks; write results/gpu")
+    r = sub.add_parser("gpu-results", help="score a gpu-train archive's runs as the ablation; write results/gpu")
     r.add_argument("archive", help="gpu_run.tar.gz, its first .partNN, or the folder holding them")
     r.add_argument("--results", default="results/gpu")
+    r.add_argument("--work", default="runs/gpu", help="unpacked here (its runs/: the grid's runs folder)")
     r.add_argument("--datasets", nargs="+", default=list(BENCHMARKS))
     r.add_argument("--data-root", default=None)
-    r.add_argument("--keep", default=None, help="extract here instead of a temporary folder")
-    r.add_argument("--device", default=None)
     r.set_defaults(func=_results_cli)

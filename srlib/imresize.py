@@ -93,7 +93,7 @@ def pil_bicubic(img, output_shape):
     if img.dtype != np.uint8:
         raise TypeError("pil_bicubic expects a uint8 image")
     pil = Image.fromarray(img)
-    return np.asarray(pil.resize((int(output_shape[1]), int(output_shape[0])), Image.BICUBIC))
+    return np.array(pil.resize((int(output_shape[1]), int(output_shape[0])), Image.BICUBIC))   # writable
 
 
 def degrade(hr, scale=4, method="matlab"):

@@ -13,8 +13,9 @@ Conversions applied by :func:`read_image` (the result is always (H, W, 3) uint8 
 - EXIF orientation is *not* applied by default (benchmark files are used as stored); pass
   ``exif_transpose=True`` for user photos.
 
-Bad files raise :class:`ImageError` with a one-line message naming the path; a file that cannot be
-written (disk full, permission denied, read-only file system) raises :class:`WriteError`, naming it.
+Decoded arrays are writable copies (np.asarray of a PIL image is read-only, and torch.from_numpy warns on
+read-only arrays). Bad files raise :class:`ImageError` with a one-line message naming the path; a file that
+cannot be written (disk full, permission denied, read-only file system) raises :class:`WriteError`, naming it.
 """
 import errno
 import os
@@ -89,12 +90,12 @@ def read_image_full(path, exif_transpose=False):
             bits = 16 if mode.startswith("I;16") or mode == "I" else 8
             if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA") if mode != "LA" else im
-                alpha = np.asarray(rgba.getchannel("A"))
+                alpha = np.array(rgba.getchannel("A"))
             if mode in GRAY_MODES:
-                g = np.asarray(im.getchannel(0) if mode == "LA" else im)
+                g = np.array(im.getchannel(0) if mode == "LA" else im)
                 g = samples_to_uint8(g, mode) if mode != "1" else g.astype(np.uint8) * 255
                 return Decoded(np.repeat(g[..., None], 3, axis=2), True, alpha, bits)
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))   # a writable copy: np.asarray of a PIL image is read-only
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -109,7 +110,7 @@ def read_image_full(path, exif_transpose=False):
         raise ImageError(f"{path}: cannot decode image ({e})") from None
     if rgb.size == 0:
         raise ImageError(f"{path}: image has zero size")
-    return Decoded(np.ascontiguousarray(rgb), False, alpha, bits)
+    return Decoded(rgb, False, alpha, bits)
 
 
 def read_image(path, exif_transpose=False):

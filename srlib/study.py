@@ -82,31 +82,71 @@ def train_run(model, profile, runs_dir, data_root=None, seed=0, overrides=None, 
     return cfg, run_dir, train(cfg, run_dir, force=force)
 
 
+# the panels of plot_history: columns, title, y label, kind. 'interval': the mean over the steps since the
+# previous row of metrics.csv (losses, D's outputs), drawn as a bar over that interval; 'point': measured at
+# the row's step. {tune} and {val} are the runs' held-out and validation sets (from meta.json).
+HISTORY_PANELS = (
+    (("g_loss",), "Generator loss (L1 in the warm-up, then the model's)", "loss, mean over each interval",
+     "interval"),
+    (("d_loss",), "Discriminator loss", "loss, mean over each interval", "interval"),
+    (("d_score", "g_score"), "D's output: D(x) solid, D(G(z)) dashed", "mean D output (0 to 1)", "interval"),
+    (("share_adversarial",), "Adversarial term's share of G's gradient", "share of the norm (fixed batch)", "point"),
+    (("tune_psnr",), "Held-out split {tune}", "PSNR (dB, standard protocol)", "point"),
+    (("psnr",), "Validation set {val}", "PSNR (dB, standard protocol)", "point"),
+)
+
+
 def plot_history(csv_paths, path=None):
-    """Training curves from one or more runs' metrics.csv: losses, discriminator scores, the adversarial
-    term's share of the generator's gradient, validation PSNR on the held-out split and on Set5."""
+    """Training curves from runs' metrics.csv ({label: path}; a model name as label is shown as its
+    :data:`LABELS` entry): the panels of :data:`HISTORY_PANELS` that hold data in some run, against the
+    generator step. A loss or D output is the mean over the steps since the previous row, so it is drawn as
+    a bar spanning them with a marker at the step it was written; a validation score is a marker at its
+    step. The validation sets are named from each run's meta.json; a dotted line ends the L1 warm-up."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
-    frames = []
-    for label, p in csv_paths.items():
-        df = pd.read_csv(p)
-        df["run"] = label
-        frames.append(df)
-    df = pd.concat(frames, ignore_index=True)
-    keys = ["g_loss", "d_loss", "g_score", "share_adversarial", "tune_psnr", "psnr"]
-    titles = {"tune_psnr": "psnr, held-out split", "psnr": "psnr, validation set (standard protocol)",
-              "share_adversarial": "adversarial share of G's gradient norm"}
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, k in zip(axes.ravel(), keys):
-        if df[k].notna().any():
-            sns.lineplot(data=df, x="step", y=k, hue="run", marker="o", ax=ax)
-            if k == "share_adversarial":
-                ax.set_yscale("log")
-        end_of_warmup = df.loc[df.phase == "warmup", "step"].max()
-        if pd.notna(end_of_warmup):
-            ax.axvline(end_of_warmup, color="gray", lw=0.8, ls="--")
-        ax.set_title(titles.get(k, k), fontsize=9)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+    runs = {LABELS.get(label, label): pd.read_csv(p).sort_values("step") for label, p in csv_paths.items()}
+    sets = {"val": [], "tune": []}
+    for p in csv_paths.values():
+        meta = Path(p).parent / "meta.json"
+        cfg = json.loads(meta.read_text())["config"] if meta.exists() else {}
+        for key in sets:
+            name = cfg.get(f"{key}_set")
+            if name and name not in sets[key]:
+                sets[key].append(name)
+    names = {k: ", ".join(v) or "(unnamed)" for k, v in sets.items()}
+    panels = [pnl for pnl in HISTORY_PANELS if any(c in df and df[c].notna().any() for df in runs.values()
+                                                  for c in pnl[0])]
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False)
+    styles = method_styles(runs)
+    for ax, (columns, title, ylabel, kind) in zip(axes.ravel(), panels):
+        for label, df in runs.items():
+            colour, marker, _ = styles[label]
+            start = np.r_[0, df["step"].to_numpy()[:-1]]       # each row's interval: (previous step, step]
+            for col, ls in zip(columns, ("-", "--")):
+                ok = df[col].notna().to_numpy() if col in df else np.zeros(len(df), bool)
+                x, y = df["step"].to_numpy()[ok], df[col].to_numpy()[ok]
+                if kind == "interval":
+                    ax.hlines(y, start[ok], x, colors=colour, linestyles=ls, lw=1.6)
+                    ax.plot(x, y, ls="none", marker=marker, ms=5, mfc="none", color=colour)
+                else:
+                    ax.plot(x, y, ls=ls, lw=1, marker=marker, ms=5, mfc="none", color=colour)
+            warm = df.loc[df["phase"] == "warmup", "step"].max()
+            if pd.notna(warm):
+                ax.axvline(warm, color="gray", lw=0.8, ls=":")
+        if columns == ("share_adversarial",):
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", useOffset=False)      # values as they are, not offsets from one
+        ax.set(title=title.format(**names), xlabel="generator step", ylabel=ylabel)
+        ax.title.set_fontsize(10)
+    for ax in axes.ravel()[len(panels):]:
+        ax.remove()
+    handles = [Line2D([], [], color=c, marker=m, mfc="none", label=k) for k, (c, m, _) in styles.items()]
+    fig.suptitle("Training record (metrics.csv); dotted line: end of the L1 warm-up", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
     if path:
         _save(fig, path)
     return fig
@@ -122,22 +162,26 @@ def run_dirs(runs_dir):
     return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
-def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None):
+def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None,
+              cache="cache/scores"):
     """Bicubic and every trained model on ``datasets``, both protocols.
 
     Writes ``table1.csv`` (means), ``per_image.csv`` and ``table1.md`` into ``results_dir``; returns
     ``(summary, per_image)``. With ``perceptual`` (:class:`srlib.perceptual.Perceptual`) per_image.csv gains
     its measures as columns and ``perceptual.csv`` / ``perceptual.md`` are written (:func:`write_perceptual`).
+    ``cache`` (under the repository, None: none): per-image scores by dataset, reused when generator, images,
+    inference and measures are the same (:func:`srlib.evaluate.evaluate`), so an interrupted run continues.
     """
     datasets = resolve_datasets(list(datasets), root)
-    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"], perceptual=perceptual)]
+    cache = project_path(cache) if cache else None
+    frames = [evaluate("bicubic", datasets, root, label=LABELS["bicubic"], perceptual=perceptual, cache=cache)]
     for model, folder in run_dirs(runs_dir).items():
         print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
         frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
-                               progress=progress, perceptual=perceptual))
+                               progress=progress, perceptual=perceptual, cache=cache))
         if frames[-1]["inference"].iloc[0] == "calibrated":    # GroupNorm: also as srlib <= 0.4 scored it
             frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
-                                   progress=progress, inference="whole"))
+                                   progress=progress, inference="whole", cache=cache))
     per_image = pd.concat(frames, ignore_index=True)
     summary = summarize(per_image, ("psnr", "ssim", "offset_r", "offset_g", "offset_b"))
     results = Path(results_dir)
@@ -280,6 +324,31 @@ LIMITS = ("Handles bicubic x4 degradation only (MATLAB-style bicubic downscaling
           "One seed: a difference to another model of a few tenths of a dB is not evidence by itself.")
 
 
+def provenance(meta):
+    """What a run's meta.json records of where it came from: the srlib commit it trained at (and whether
+    tracked files differed from it) and the sha256 of the pixels of its training, validation and held-out
+    sets; for a run that predates these records, that they were not recorded (and what was added later)."""
+    if "git" not in meta:
+        text = "not recorded: this run predates provenance records (its meta.json holds no commit and no data hashes)."
+        if meta.get("provenance_note"):      # calibrated after training (srlib.calibration.calibrate_run)
+            sha, git = meta.get("data", {}).get("train", {}).get("sha256"), meta.get("calibration", {}).get("git")
+            text += f" Recorded later, at its calibration (srlib commit {git}): its training pixels' sha256 {sha}."
+        return text
+    git = meta["git"]
+    commit = ("srlib commit not recorded (not run from a git checkout)" if not git else
+              f"srlib commit {git.split('+')[0]} ("
+              + ("tracked files differed from it" if git.endswith("+dirty") else "clean tree") + ")")
+    sets = []
+    for key, what in (("train", "training data"), ("val", "validation set"), ("tune", "held-out split")):
+        d = meta.get("data", {}).get(key) or {}
+        if d.get("sha256"):
+            name = ", ".join(d["sets"]) if "sets" in d else d.get("set")
+            listed = d.get("listed", d["images"])
+            n = f"{d['images']} images" + (f" used of {listed} listed" if listed != d["images"] else "")
+            sets.append(f"{what} {name} ({n}) {d['sha256']}")
+    return commit + "; sha256 of the pixels: " + ("; ".join(sets) or "none recorded") + "."
+
+
 def model_card(run_dir, summary):
     """Markdown model card of one trained run: data, steps, recipe, scores (from ``summary``), limits."""
     run_dir = Path(run_dir)
@@ -289,14 +358,12 @@ def model_card(run_dir, summary):
     hist = pd.read_csv(run_dir / "metrics.csv")
     shared = hist[hist.shared.notna() & (hist.shared != "")]
     warm = int(shared.step.max()) if len(shared) else cfg.get("warmup_steps", 0)
-    data = meta.get("data", {}).get("train", {})
     lines = [f"# {label}: x4 super-resolution generator (srlib)", "",
              f"- File: `{GENERATOR_FILE}` ({meta['generator']['arch']} generator, {meta['parameters_G']:,} "
              f"parameters; the sha256 of its tensors is in its metadata and checked on load).",
              f"- Load: `srlib.load_upscaler('{run_dir.name}/{GENERATOR_FILE}')`, or `python -m srlib upscale "
              f"IMAGE --checkpoint ...`.",
-             f"- Data: {', '.join(cfg['train_sets'])} ({meta.get('train_images', '?')} images"
-             + (f", content sha256 {data['sha256'][:16]}..." if data.get("sha256") else "") + f"), HR crops of "
+             f"- Data: {', '.join(cfg['train_sets'])} ({meta.get('train_images', '?')} images), HR crops of "
              f"{cfg['crop']} px, batch {cfg['batch_size']}, LR by {cfg['degradation']} bicubic x{cfg['scale']}.",
              f"- Steps: {meta['steps_done']} generator steps: {warm} L1 warm-up "
              + ("(shared with the other runs of this architecture), " if len(shared) else "")
@@ -306,8 +373,7 @@ def model_card(run_dir, summary):
              f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg['seed']}.",
              "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
                            "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
-             f"- Provenance: srlib commit {meta.get('git') or 'unknown'}"
-             + (f"; {meta['provenance_note']}" if meta.get("provenance_note") else "") + ".",
+             f"- Provenance: {provenance(meta)}",
              "- Inference: " + (f"GroupNorm with statistics calibrated at the training extent "
                                 f"({meta['calibration']['crops']} LR crops of {meta['calibration']['lr_extent']} px "
                                 f"from {', '.join(meta['calibration']['source'])}; srlib.calibration), stored in "
@@ -332,6 +398,20 @@ def write_model_cards(runs_dir, summary):
     for _, d in run_dirs(runs_dir).items():
         card = model_card(d, summary)
         atomic_write(d / "README.md", lambda f, card=card: f.write(card.encode()))
+
+
+def redraw_runs(runs_dir, results_dir):
+    """Each run's ``curves.png`` (:func:`plot_history`) and model card (``README.md``, with the scores of
+    ``results_dir``'s table1.csv) drawn again from the files they show: notebook 04 calls it, so a change to
+    either needs no retraining and no re-scoring. Returns {model: run folder}."""
+    import matplotlib.pyplot as plt
+    runs = run_dirs(runs_dir)
+    for model, folder in runs.items():
+        plt.close(plot_history({model: folder / "metrics.csv"}, path=folder / "curves.png"))
+    table = Path(results_dir) / "table1.csv"
+    if table.exists():
+        write_model_cards(runs_dir, pd.read_csv(table))
+    return runs
 
 
 def write_table1_markdown(results_dir, runs_dir):
@@ -509,18 +589,42 @@ def _find(dataset, name, root):
     raise KeyError(f"image {name!r} not in {dataset} ({', '.join(it.name for it in items)})")
 
 
-def plot_distributions(per_image, path=None, protocol="standard"):
-    """Per-image PSNR and SSIM distributions per dataset and method (box plots)."""
+def plot_distributions(per_image, path=None, protocol="standard", reference="Bicubic"):
+    """Paired per-image differences: for every method, each image's PSNR (dB) and SSIM minus the
+    ``reference``'s (bicubic) on the same image, per dataset (``protocol``, default inference). Each image
+    is a dot, the mean over a dataset's images a black bar, and the zero line is no gain over bicubic."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from matplotlib.lines import Line2D
     df = default_inference(per_image)
-    df = df[df.protocol == protocol]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    for ax, k in zip(axes, ("psnr", "ssim")):
-        sns.boxplot(data=df, x="dataset", y=k, hue="method", ax=ax, fliersize=2)
-        ax.set_title(f"per-image {k.upper()} ({protocol} protocol)")
-    axes[1].get_legend().remove()
-    fig.tight_layout()
+    df = df[df.protocol == protocol].set_index(["dataset", "image"])
+    ref = df[df.method == reference]
+    if ref.empty:
+        raise ValueError(f"no {reference!r} rows in the {protocol} protocol: nothing to pair with")
+    methods = [m for m in dict.fromkeys(df.method) if m != reference]
+    datasets = list(dict.fromkeys(ref.index.get_level_values("dataset")))
+    styles, width = method_styles(methods), 0.8 / max(1, len(methods))
+    rng = np.random.default_rng(0)             # the dots' horizontal jitter: the same figure every time
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 2.4 * len(datasets)), 8.0))
+    for ax, (k, unit) in zip(axes, (("psnr", " (dB)"), ("ssim", ""))):
+        for j, m in enumerate(methods):
+            diff = (df.loc[df.method == m, k] - ref[k]).dropna()
+            for i, ds in enumerate(datasets):
+                d = diff[diff.index.get_level_values("dataset") == ds].to_numpy()
+                x = i + (j - (len(methods) - 1) / 2) * width
+                ax.scatter(x + rng.uniform(-0.3, 0.3, len(d)) * width, d, s=10, color=styles[m][0], alpha=0.6,
+                           lw=0)
+                if len(d):
+                    ax.hlines(d.mean(), x - 0.4 * width, x + 0.4 * width, color="black", lw=2)
+        ax.axhline(0, color="gray", lw=1, ls="--")
+        n = ref.groupby(level="dataset").size()
+        ax.set_xticks(range(len(datasets)), [f"{ds}\n({n[ds]} images)" for ds in datasets])
+        ax.set(ylabel=f"{k.upper()} minus bicubic's{unit}",
+               title=f"{k.upper()} gain over bicubic per image ({protocol} protocol)")
+        ax.title.set_fontsize(10)
+    handles = [Line2D([], [], ls="", marker="o", color=styles[m][0], label=m) for m in methods]
+    handles.append(Line2D([], [], color="black", lw=2, label="mean over the images"))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
     if path:
         _save(fig, path)
     return fig

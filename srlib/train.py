@@ -649,7 +649,7 @@ def _train(cfg, out, resume, force):
         meta["calibration"] = calibration.record(cfg)
     precision = training_precision(cfg.amp, device)
     meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
-                              "sha256": set_digest(dataset.hashes)},
+                              "listed": len(dataset.hashes), "sha256": set_digest(dataset.hashes)},   # of all listed
                     "val": {"set": cfg.val_set, "images": len(val_items), "sha256": eval_digest(val_items)},
                     "tune": {"set": cfg.tune_set, "images": len(tune_items),
                              "sha256": eval_digest(tune_items) if tune_items else None}}

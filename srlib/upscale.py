@@ -119,8 +119,7 @@ def upscale_image(model, decoded, scale, tile=DEFAULT_TILE, precision="auto", lo
     h, w = decoded.rgb.shape[:2]
     if h == 0 or w == 0:
         raise ImageError(f"image has zero size ({w}x{h})")
-    rgb = decoded.rgb if decoded.rgb.flags.writeable else decoded.rgb.copy()   # torch warns on read-only
-    sr = upscale_array(model, rgb, scale, tile=tile or None, amp=precision, exact=not low_memory)   # float32 [0, 1]
+    sr = upscale_array(model, decoded.rgb, scale, tile=tile or None, amp=precision, exact=not low_memory)   # [0, 1]
     wide = decoded.gray and decoded.bits == 16 and decoded.alpha is None
     samples = _to_samples(sr, decoded.gray, 65535 if wide else 255)
     del sr

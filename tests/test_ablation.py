@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srlib import ablation, stats
+from srlib import ablation, archs, stats
 from srlib.ablation import load_grid, parameter_counts, runnable, variant_configs
 from srlib.archs import SRGANGenerator, count_parameters
 from srlib.perceptual import Perceptual
@@ -28,6 +28,9 @@ def test_grid_builds_every_variant(grid):
     assert all(isinstance(c, TrainConfig) and c.seed == 2 for c in configs.values())
     assert configs["paper_block"].model == "psnr" and configs["paper_loss"].model == "attention"
     assert configs["srgan_model"].arch == "srgan"
+    # the repaired blocks: the paper's block with reflect padding, or with each pixel normalized over channels
+    assert build_generator(configs["reflect_padding"])[0].config["kwargs"]["padding"] == "reflect"
+    assert any(isinstance(m, archs.PixelNorm) for m in build_generator(configs["pixel_norm"])[0].modules())
     assert (configs["adversarial_control"].adversarial, configs["adversarial_control"].adv_weight) == \
         ("nonsaturating", 5e-3)
     # one factor at a time: every variant's config differs from the reference only in these fields
@@ -166,6 +169,22 @@ def test_markdown_table(grid):
     assert "Seeds analyzed: 0 of 5 (none)" in empty and "(no seed complete yet)" in empty
 
 
+def test_small_effects_get_the_decimals_their_intervals_need(grid):
+    assert ablation.decimals(-0.0026, 0.0032) == 4 and ablation.decimals(0.39, 1.43) == 2      # PSNR rows
+    assert ablation.decimals(0.0061, 0.0274, 4) == 4 and ablation.decimals(0.00001, 0.00007, 4) == 6
+    assert ablation.decimals(0.5, 0.5) == 2 and ablation.decimals(float("nan"), 1.0) == 2
+    assert ablation.decimals(-20, 20) == 2 and ablation.decimals(0, 2e-8) == 8 and ablation.decimals(0, 1e-12) == 2
+    effects = {"paper_loss": {0: 0.0001, 1: 0.0031, 2: -0.0023}, "srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects))
+    row = table[(table.comparison == "paper_loss - paper_block") & (table.dataset == "pooled")].iloc[0]
+    want = f"{row['mean']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    assert 4 == ablation.decimals(row["ci_low"], row["ci_high"])
+    md = ablation.markdown(table, grid, [0, 1, 2])
+    line = next(x for x in md.splitlines() if x.startswith("| paper_loss - paper_block |"))
+    assert want in line and "+0.00 [" not in line
+    assert "| **srgan_block - paper_block (primary)** | +0.20 [" in md         # a wide interval keeps 2
+
+
 def test_readme_ablation_table_is_the_results_table():
     """The README's ablation table is results/ablation.md (written by ./run_all.sh ablation), line for line."""
     top = Path(__file__).resolve().parents[1]
@@ -205,6 +224,11 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     st = ablation.run_grid(small, tmp_path, datasets=["demo"], perceptual=measures, perceptual_datasets=["demo"])
     assert st["trained"].all() and st["scored"].all() and st["perceptual"].all() and len(st) == 6
     assert (st["warmup_seconds"] > 0).all()      # each run's shared warm-up, found from its meta.json
+    sweep = ablation.extent_sweep(small, tmp_path, ["demo"])   # the first seed's block variants (pixel loss)
+    assert set(sweep["generator"]) == {"paper_block", "srgan_block"} and set(sweep["probe"]) == {"sweep"}
+    assert set(sweep[sweep.generator == "paper_block"].inference) == {"whole", "calibrated"}
+    assert set(sweep[sweep.generator == "srgan_block"].inference) == {"calibrated"}   # nothing to calibrate
+    assert sweep["psnr"].notna().all() and (sweep["extent"] == 0).sum() == 3            # one whole image each
     # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
     assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
     gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"

@@ -7,7 +7,7 @@ import torch
 from srlib.archs import (AttentionGenerator, Discriminator, SRGANGenerator, build_generator,
                          count_parameters)
 
-ABLATIONS = [(norm, att, k) for norm in ("group", "batch", "none")
+ABLATIONS = [(norm, att, k) for norm in ("group", "batch", "pixel", "none")
              for att in ("channel", "none") for k in (2, 3)]
 
 
@@ -93,10 +93,10 @@ def test_reference_parameter_counts():
 
 
 def _attention_count(scale=4, n_blocks=5, n_feats=64, convs_per_block=3, norm="group", groups=8,
-                     attention="channel", reduction=16, act="prelu"):
+                     attention="channel", reduction=16, act="prelu", padding="zeros"):
     c, k = n_feats, convs_per_block
     conv3 = 9 * c * c + c
-    norm_p = 0 if norm == "none" else 2 * c             # GN and BN: affine weight + bias
+    norm_p = 0 if norm == "none" else 2 * c             # GN, BN, pixel norm: affine weight + bias
     act_p = 1 if act == "prelu" else 0
     ca = 2 * c * (c // reduction) + c // reduction + c if attention == "channel" else 0
     head = 81 * 3 * c + c + 1
@@ -112,6 +112,7 @@ def _attention_count(scale=4, n_blocks=5, n_feats=64, convs_per_block=3, norm="g
     dict(norm="batch", attention="none", convs_per_block=2),
     dict(norm="none", act="relu", scale=2, n_blocks=2),
     dict(n_feats=32, groups=4, reduction=8),
+    dict(norm="pixel", padding="reflect"),
 ])
 def test_attention_parameter_count(kwargs):
     assert count_parameters(AttentionGenerator(**kwargs)) == _attention_count(**kwargs)
@@ -130,3 +131,41 @@ def test_attention_generator_reduces_to_srgan():
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(att(x), srgan(x))
+
+
+def test_pixel_norm_normalizes_each_pixel_over_its_channels():
+    from srlib.archs import PixelNorm
+    torch.manual_seed(0)
+    m = PixelNorm(6)
+    with torch.no_grad():
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 6, 4, 5) * 3 + 1
+    want = torch.empty_like(x)
+    for b in range(2):                                   # an independent loop, pixel by pixel
+        for i in range(4):
+            for j in range(5):
+                v = x[b, :, i, j]
+                want[b, :, i, j] = (v - v.mean()) / torch.sqrt(v.var(unbiased=False) + m.eps) * m.weight + m.bias
+    assert torch.allclose(m(x), want, atol=1e-5)
+    # no statistic over the image: a crop of the input gives the crop of the output
+    assert torch.allclose(m(x[:, :, 1:3, 2:5]), m(x)[:, :, 1:3, 2:5])
+
+
+def test_reflect_padding_reaches_every_padded_conv_and_the_file_config():
+    zero, refl = AttentionGenerator(n_blocks=1, n_feats=16), AttentionGenerator(n_blocks=1, n_feats=16,
+                                                                                padding="reflect")
+    padded = [m for m in refl.modules() if isinstance(m, torch.nn.Conv2d) and max(m.padding) > 0]
+    assert padded and all(m.padding_mode == "reflect" for m in padded)
+    assert all(m.padding_mode == "zeros" for m in zero.modules() if isinstance(m, torch.nn.Conv2d))
+    assert "padding" not in zero.config["kwargs"] and refl.config["kwargs"]["padding"] == "reflect"
+    rebuilt = build_generator(refl.config["arch"], **refl.config["kwargs"])
+    rebuilt.load_state_dict(refl.state_dict())
+    x = torch.rand(1, 3, 12, 12)
+    zero.load_state_dict(refl.state_dict())              # same weights: only the padding differs
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), refl.eval()(x))
+        border = (zero.eval()(x) - refl(x)).abs()
+        assert border[..., :8, :].max() > 1e-4 and border[..., 20:28, 20:28].max() < border.max()
+    with pytest.raises(ValueError, match="padding"):
+        AttentionGenerator(padding="circular")

@@ -188,6 +188,25 @@ def test_train_dataset_crops_deterministic_and_skips_small(tmp_path):
             TrainDataset(["Train"], tmp_path, crop=128)
 
 
+def test_every_array_handed_to_torch_is_writable(tmp_path, monkeypatch):
+    """torch.from_numpy warns ("The given NumPy array is not writable") on read-only arrays, which PIL
+    (np.asarray of an image) and the memory-mapped image cache hand out: decoded files, PIL-degraded LR and
+    crops as wide as a cached image must reach :func:`srlib.data.to_tensor` writable. (Checked on the arrays:
+    torch warns once per process, so a warning filter would miss it after any earlier test.)"""
+    root = tmp_path / "data"
+    folder = write_set(root, "Train", [(40, 32)])
+    dec = read_image_full(folder / "im0.png")
+    assert dec.rgb.flags.writeable and read_image(folder / "im0.png").flags.writeable
+    assert degrade(dec.rgb[:32], 4, "pil").flags.writeable and degrade(dec.rgb[:32], 4, "matlab").flags.writeable
+    seen, to_tensor = [], data.to_tensor
+    monkeypatch.setattr(data, "to_tensor", lambda img: seen.append(img.flags.writeable) or to_tensor(img))
+    for cache in (None, tmp_path / "cache"):      # the crop spans the whole width: a view without the copy
+        ds = TrainDataset(["Train"], root, crop=32, scale=4, degradation="pil", augment=False, cache_dir=cache)
+        for i in range(4):
+            ds[(0, i)]
+    assert len(seen) == 16 and all(seen)
+
+
 def test_atomic_write_replaces_whole_file_with_normal_permissions(tmp_path):
     import os
     from srlib.io import atomic_write

@@ -1,4 +1,4 @@
-"""The README's result tables are copies of what run_all.sh wrote into results/, line for line."""
+"""The README's result blocks are what scripts/readme_tables.py generates from results/, character for character."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -17,32 +17,24 @@ def _readme_tables():
     return module
 
 
-def _table_rows(text):
-    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Method")]
-
-
-def _missing(expected, readme):
-    lines = set(readme.splitlines())
-    return [row for row in expected if row not in lines]
-
-
 @pytest.mark.skipif(not (RESULTS / "table1.md").exists(), reason="no results/table1.md")
-def test_readme_table1_is_results_table1():
-    """Every table row of results/table1.md (both protocols, the inference modes) is in the README as it is."""
-    rows = _table_rows((RESULTS / "table1.md").read_text())
-    assert len(rows) >= 10                 # the two protocol tables at least
-    missing = _missing(rows, (TOP / "README.md").read_text())
-    assert not missing, f"README rows not as in results/table1.md (python scripts/readme_tables.py): {missing}"
-
-
-@pytest.mark.skipif(not (RESULTS / "train").exists(), reason="no committed runs")
-def test_readme_training_summary_is_generated():
-    rows = _table_rows(_readme_tables().training_summary(RESULTS))
-    missing = _missing(rows, (TOP / "README.md").read_text())
-    assert not missing, f"README training rows differ from scripts/readme_tables.py: {missing}"
+def test_readme_blocks_are_generated_from_results():
+    rt = _readme_tables()
+    readme = (TOP / "README.md").read_text()
+    generated = rt.blocks(RESULTS)
+    assert {"table1", "training", "perceptual", "speed"} <= set(generated)
+    marked = {m["name"] for m in rt.MARKER.finditer(readme)}
+    assert set(generated) <= marked, f"README lacks the blocks {set(generated) - marked}"
+    assert generated["table1"].count("\n| ") >= 10          # the two protocol tables at least
+    assert not rt.stale(readme, generated), "README differs from results/: python scripts/readme_tables.py --write"
 
 
 def test_the_check_fails_on_an_edited_number():
-    rows = ["| Attention (ours) | 30.32 / 0.8612 | 27.31 / 0.7472 |"]
-    assert _missing(rows, "text\n" + rows[0] + "\n") == []
-    assert _missing(rows, "text\n" + rows[0].replace("30.32", "30.33") + "\n") == rows
+    rt = _readme_tables()
+    row = "| Attention (ours) | 30.32 / 0.8612 | 27.31 / 0.7472 |"
+    readme = f"text\n<!-- results:table1 -->\n{row}\n<!-- /results:table1 -->\nmore\n"
+    assert rt.stale(readme, {"table1": row}) == []
+    assert rt.stale(readme.replace("30.32", "30.33"), {"table1": row}) == ["table1"]
+    assert rt.fill(readme.replace("30.32", "30.33"), {"table1": row}) == readme
+    with pytest.raises(KeyError, match="results:nonsense"):
+        rt.fill("<!-- results:nonsense -->\nx\n<!-- /results:nonsense -->", {})

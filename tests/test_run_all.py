@@ -63,6 +63,11 @@ def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
                                                                 "03_benchmark.ipynb", "04_figures.ipynb"}
     assert not (repo / ".staging" / "demo").exists()
     assert "time per notebook" in res.stdout
+    timings = (demo / "run_all_timings.csv").read_text().splitlines()
+    assert timings[0].startswith("notebook,profile,seconds,started,load_start,load_end,cpus,")
+    names = [line.split(",")[0] for line in timings[1:]]
+    assert names == ["01_data", "02_train_psnr", "02_train_attention", "02_train_srgan", "03_benchmark",
+                     "04_figures", "05_speed"]
     # --from / --to: one notebook again (04 reads 03's per_image.csv from the results folder), the others
     # skipped, their outputs kept
     first = (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns
@@ -72,12 +77,36 @@ def test_demo_profile_runs_everything_and_leaves_results_alone(tmp_path):
     assert "skipping notebooks/03_benchmark.ipynb (--from 04_figures)" in res.stdout
     assert (demo / "notebooks" / "01_data.ipynb").stat().st_mtime_ns == first
     assert (demo / "figures" / "data_samples.png").exists() and (demo / "compare.html").exists()
+    again = (demo / "run_all_timings.csv").read_text().splitlines()     # 04's row anew, the skipped ones kept
+    assert [a for a, b in zip(again, timings) if a != b] == [next(x for x in again if x.startswith("04_figures,"))]
     # --to a notebook that runs several times (02_train, once per model) runs every one of them
     res = run_all(repo, "demo", "--from", "02_train", "--to", "02_train", SRLIB_DATA=str(tmp_path / "empty"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert all(f"02_train_{m}.ipynb" in res.stdout for m in ("psnr", "attention", "srgan")), res.stdout
     assert "skipping notebooks/03_benchmark.ipynb (--to 02_train)" in res.stdout
     assert _git(repo, "status", "--porcelain") == ""
+
+
+def test_timing_record_replaces_a_notebooks_row_and_keeps_the_others(tmp_path, monkeypatch):
+    from srlib import timings
+    csv = tmp_path / "run_all_timings.csv"
+    busy = iter([1000.0, 1100.0, 1100.0, 1300.0])       # /proc/stat busy seconds at each mark and record
+    monkeypatch.setattr(timings, "busy_cpu_seconds", lambda: next(busy))
+    monkeypatch.setattr(timings.os, "cpu_count", lambda: 2)
+    first = timings.mark()
+    a = timings.record(csv, "01_data", "quick", 100, first, own_cpu_s=95.0)     # others: 5 of 200 CPU s
+    assert (a["quiet"], a["others_cpu_s"], a["cpus"]) == ("yes", "5.0", 2)
+    b = timings.record(csv, "03_benchmark", "quick", 100, timings.mark(), own_cpu_s=100.0)   # others: 100
+    assert (b["quiet"], b["others_cpu_s"]) == ("no", "100.0")
+    before = csv.read_text().splitlines()
+    assert before[0] == ",".join(timings.FIELDS)
+    assert [r.split(",")[0] for r in before[1:]] == ["01_data", "03_benchmark"]
+    monkeypatch.setattr(timings, "busy_cpu_seconds", lambda: None)      # no /proc/stat: quiet unknown
+    c = timings.record(csv, "01_data", "quick", 7, "2026-12-01T00:00:00Z 0.30", own_cpu_s=6.0)
+    assert (c["quiet"], c["others_cpu_s"], c["seconds"]) == ("", "", 7)
+    rows = csv.read_text().splitlines()
+    assert rows[1].startswith("01_data,quick,7,2026-12-01T00:00:00Z,0.30,") and rows[2] == before[2]  # in place
+    assert timings.children_cpu("0m0.01s 0m0.00s\n1m2.50s 0m0.25s\n") == pytest.approx(62.75)
 
 
 def test_unknown_notebook_names_stop_before_any_work(tmp_path):

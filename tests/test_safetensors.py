@@ -2,6 +2,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -67,3 +68,22 @@ def test_finished_runs_are_reused_and_old_exports_migrated(tmp_path):
     save_checkpoint(out / "generator.pt", {"format": "srlib-checkpoint-v1"})
     T.train(cfg, out)
     assert (out / "generator.safetensors").exists() and not (out / "generator.pt").exists()
+
+
+def test_evaluate_cache_reuses_only_matching_scores(run, tmp_path):
+    """Per-dataset scores are cached under a key of generator, inference and measures: a second call reads
+    them back equal (under its own label), while another inference or another generator file is computed."""
+    import shutil
+    path, cache = run / "generator.safetensors", tmp_path / "scores"
+    first = evaluate(str(path), ["demo"], cache=cache, label="a")
+    assert len(list(cache.glob("demo-*.csv"))) == 1
+    again = evaluate(str(path), ["demo"], cache=cache, label="b")
+    pd.testing.assert_frame_equal(first.drop(columns="method"), again.drop(columns="method"))
+    assert set(again.method) == {"b"}
+    evaluate(str(path), ["demo"], cache=cache, inference="whole")
+    other = tmp_path / "other.safetensors"          # same weights under another name: the same sha256, reused
+    shutil.copy(path, other)
+    evaluate(str(other), ["demo"], cache=cache)
+    assert len(list(cache.glob("demo-*.csv"))) == 2
+    evaluate("bicubic", ["demo"], cache=cache)
+    assert len(list(cache.glob("demo-*.csv"))) == 3

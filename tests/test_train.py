@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -347,6 +349,17 @@ def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
         T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
 
 
+def test_a_short_training_run_hands_torch_no_read_only_array(tmp_path):
+    """A run with PIL degradation (the paper profile's) and the memory-mapped image cache, in a fresh process
+    (torch warns of a non-writable NumPy array once per process), with that warning made an error."""
+    cfg = dict(degradation="pil", steps=2, warmup_steps=0, cache_dir=str(tmp_path / "cache"))
+    code = ("import warnings\nfrom srlib import train as T\n"
+            "warnings.filterwarnings('error', message='The given NumPy array is not writable')\n"
+            f"T.train(T.make_config('psnr', 'smoke', **{cfg!r}), {str(tmp_path / 'run')!r})\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
 def test_meta_records_provenance(tmp_path):
     meta = T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")
     assert meta["cpu"] and meta["precision"] == "fp32" and meta["gpu"] is None
@@ -356,6 +369,14 @@ def test_meta_records_provenance(tmp_path):
     assert data["val"]["images"] == 2 and data["val"]["sha256"] != data["train"]["sha256"]
     from srlib.data import eval_digest, load_eval_set
     assert data["val"]["sha256"] == eval_digest(load_eval_set("demo", scale=4)[:2])
+    assert data["train"]["listed"] == 6
+    import pandas as pd
+
+    from srlib.study import model_card
+    card = model_card(tmp_path / "run", pd.DataFrame(columns=["method", "dataset", "protocol", "psnr", "ssim"]))
+    line = next(x for x in card.splitlines() if x.startswith("- Provenance: "))
+    assert data["train"]["sha256"] in line and data["val"]["sha256"] in line and "predates" not in line
+    assert (meta["git"] or "not recorded").split("+")[0] in line
 
 
 def test_later_fields_leave_older_configs_unchanged():
