@@ -28,8 +28,8 @@ def view(ex, mode, every=False):
     """What the widgets' redraw computes: the table, the figure and the extent plot."""
     ex.table(mode)
     plt.close(explore.plot_side_by_side(ex, mode))
-    modes = explore.modes(next(iter(ex.gens.values())), ex.picture)
-    plt.close(explore.plot_sweep({g.label: ex.sweep(n, computed=not every) for n, g in ex.gens.items()}, modes, mode))
+    sweeps = {g.label: ex.sweep(n, computed=not every) for n, g in ex.gens.items()}
+    plt.close(explore.plot_sweep(sweeps, ex.modes(), mode))
 
 
 def main(image="Set5/baby"):

@@ -158,7 +158,7 @@ def describe(gen, mode):
     if not gen.norms:
         return f"{where}, no GroupNorm"
     if mode == "calibrated" and gen.calibrated:
-        return f"calibrated ({gen.extent}-px statistics)"
+        return f"calibrated ({gen.extent}-px statistics)" if gen.extent else "calibrated (stored statistics)"
     if mode == "calibrated":
         return "whole image, own statistics (NOT calibrated)"
     return f"{where}, own statistics"
@@ -195,7 +195,12 @@ class Explorer:
         self.picture, self.gens, self.perceptual = picture, {g.name: g for g in gens}, perceptual
         self.bicubic = bicubic(picture.lr, picture.scale)
         self.reference = picture.hr if picture.hr is not None else self.bicubic
-        self._outputs = {}
+        self._outputs, self._scores = {}, {}
+
+    def modes(self):
+        """The inference modes of every generator (:func:`modes`), together: 'calibrated', the tile sizes, 'whole'."""
+        sizes = {n for g in self.gens.values() for n in modes(g, self.picture) if isinstance(n, int)}
+        return ["calibrated", *sorted(sizes), "whole"]
 
     def output(self, name, mode):
         key = (name, mode)
@@ -214,26 +219,33 @@ class Explorer:
             row.update({k: v for k, v in self.perceptual(sr, pic.hr).items() if k in MEASURES})
         return row
 
+    def score(self, name, mode, perceptual=True):
+        """:meth:`scores` of generator ``name`` in ``mode`` (``name`` None: bicubic), computed once."""
+        key = (name, None if name is None else mode, perceptual)
+        if key not in self._scores:
+            sr = self.bicubic if name is None else self.output(name, mode)
+            self._scores[key] = self.scores(sr, perceptual)
+        return self._scores[key]
+
     def table(self, mode, perceptual=True):
         """One row per method (bicubic, then every generator in ``mode``): the inference that ran and
         :meth:`scores`."""
-        rows = [dict(method="Bicubic", inference="-", **self.scores(self.bicubic, perceptual))]
+        rows = [dict(method="Bicubic", inference="-", **self.score(None, mode, perceptual))]
         for name, g in self.gens.items():
-            rows.append(dict(method=g.label, inference=describe(g, mode), **self.scores(self.output(name, mode),
-                                                                                      perceptual)))
+            rows.append(dict(method=g.label, inference=describe(g, mode), **self.score(name, mode, perceptual)))
         table = pd.DataFrame(rows)
         return table.drop(columns=[c for c in MEASURES if c in table and table[c].isna().all()])   # not computed
 
     def sweep(self, name, computed=False):
-        """``name`` in every mode of :func:`modes` (with ``computed``, only in those already computed): mode,
+        """``name`` in every mode of :meth:`modes` (with ``computed``, only in those already computed): mode,
         extent (LR px; 0 for the whole image, NaN for calibrated), PSNR, SSIM and the mean offset (R, G, B)."""
         rows = []
-        for mode in modes(self.gens[name], self.picture):
+        for mode in self.modes():
             if computed and (name, mode) not in self._outputs:
                 continue
             extent = mode if isinstance(mode, int) else (0 if mode == "whole" else np.nan)
             rows.append(dict(mode=mode_label(mode), extent=extent,
-                             **self.scores(self.output(name, mode), perceptual=False)))
+                             **self.score(name, mode, perceptual=False)))
         return pd.DataFrame(rows, columns=["mode", "extent"] + (["psnr", "ssim"] if self.picture.hr is not None
                                                                   else []) + list(OFFSETS))
 
@@ -292,7 +304,7 @@ def plot_side_by_side(ex, mode, box=None):
 
 def plot_sweep(sweeps, modes, selected=None):
     """Mean offset (mean of R, G, B, levels of 255) against the inference extent, one line per generator
-    (``sweeps``: {label: :meth:`Explorer.sweep`}, all or some of the ``modes`` of :func:`modes`), its
+    (``sweeps``: {label: :meth:`Explorer.sweep`}, all or some of the ``modes`` of :meth:`Explorer.modes`), its
     calibrated level dashed; ``selected`` (a mode) marked."""
     import matplotlib.pyplot as plt
     extents = [m for m in modes if isinstance(m, int)]

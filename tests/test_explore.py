@@ -151,6 +151,26 @@ def test_table_and_sweep_on_a_real_image(ex, bird):
     text = explore.format_table(sweep)
     assert "calibrated      -" in text and "whole image      0" in text
     assert ex.output("attention", "whole") is ex.output("attention", "whole")       # computed once
+    assert ex.score("attention", "whole") is ex.score("attention", "whole")         # scored once (a zoom redraws)
+
+
+def test_models_of_different_training_extents_share_one_sweep(attention, bird, tmp_path):
+    """A given generator file trained at another crop: the slider and the plot take every model's tile sizes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    net = build_generator("attention", n_blocks=1, n_feats=16)
+    save_generator(tmp_path / GENERATOR_FILE, net.state_dict(), {**net.config, "scale": 4}, config={"crop": 64})
+    other = explore.load(tmp_path / GENERATOR_FILE, "other", calibrate=False)
+    assert explore.modes(other, bird) == ["calibrated", 8, 16, 32, 64, "whole"]
+    ex = explore.Explorer(bird, [attention, other])
+    assert ex.modes() == ["calibrated", 8, 12, 16, 24, 32, 48, 64, "whole"]
+    sweeps = {n: ex.sweep(n) for n in ex.gens}
+    assert list(sweeps["attention"].extent[1:]) == [8, 12, 16, 24, 32, 48, 64, 0]
+    fig = explore.plot_sweep(sweeps, ex.modes(), 16)
+    xs = [8, 12, 16, 24, 32, 48, 64, 128]                                           # the whole image right of 64
+    assert [list(fig.axes[0].lines[k].get_xdata()) for k in (0, 2)] == [xs, xs]   # (1, 3: the calibrated levels)
+    assert explore.describe(other, "calibrated") == "whole image, own statistics (NOT calibrated)"
 
 
 def test_an_lr_input_without_hr(attention, bird, tmp_path):

@@ -47,7 +47,8 @@ def test_notebook_kernel_in_jupyterlab_finds_the_repository_data(tmp_path):
 def lab(tmp_path_factory, data_root):
     """A JupyterLab server on a folder with a copy of 07_explore whose parameters cell ends with small values, as
     papermill injects them: a 192x192 crop of Set5 baby as the image (a file, taken as HR), no calibration (nbval
-    runs the committed notebook with its defaults, calibration included). Yields (base, token)."""
+    runs the committed notebook with its defaults, calibration included), and an unreadable broken.png beside it.
+    Yields (base, token, root)."""
     from PIL import Image
 
     from srlib import explore
@@ -58,9 +59,10 @@ def lab(tmp_path_factory, data_root):
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     cell["source"] = "".join(cell["source"]) + f'\nimage = "{crop}"\ncalibrate = False\n'
     (root / EXPLORE).parent.mkdir()
+    (root / "broken.png").write_bytes(b"not an image at all")
     (root / EXPLORE).write_text(json.dumps(nb))
-    with jupyterlab(root, tmp_path_factory.mktemp("lab-runtime")) as server:
-        yield server
+    with jupyterlab(root, tmp_path_factory.mktemp("lab-runtime")) as (base, token):
+        yield base, token, root
 
 
 def _untouched(data_root):
@@ -71,7 +73,7 @@ def _untouched(data_root):
 
 @pytest.mark.slow
 def test_explore_notebook_runs_on_the_srlib_kernel(lab, data_root):
-    base, token = lab
+    base, token, root = lab
     cells = [c for c in api(base, token, f"/api/contents/{EXPLORE}")["content"]["cells"] if c["cell_type"] == "code"]
     assert "parameters" in cells[0]["metadata"].get("tags", [])
     kernel = _session(base, token, EXPLORE)["kernel"]["id"]
@@ -89,13 +91,17 @@ def test_explore_notebook_runs_on_the_srlib_kernel(lab, data_root):
 @pytest.mark.slow
 def test_explore_notebook_in_headless_chromium(lab, chromium):
     """JupyterLab's page opens 07_explore, runs every cell, and the explorer's widgets appear, with their figures
-    and table, without an exception, a console error or a request beyond the server. (The kernel's work is the
-    other test's; this one is about what the browser renders.)"""
-    base, token = lab
+    and table, without an exception, a console error or a request beyond the server; an unreadable file typed in
+    gives a message naming it. (The kernel's work is the other test's; this one is about what the browser
+    renders.)"""
+    base, token, root = lab
     with browser((1400, 1000)) as b:
         run_in_lab(b, base, token, EXPLORE, READY)
+        # run-all stops at a failing cell: the last cell's figures mean every cell ran
+        last = "[...document.querySelectorAll('.jp-CodeCell')].pop()"
+        b.wait_for(f"{last}.querySelectorAll('.jp-OutputArea-output img').length >= 2", 300, "the last cell's figures")
         controls = b.js("[...document.querySelectorAll('.srlib-explore .widget-label')].map(e => e.textContent)")
-        assert {"image", "models", "inference", "zoom x", "zoom y"} <= set(controls), controls
+        assert {"image", "models", "model file", "inference", "zoom x", "zoom y"} <= set(controls), controls
         assert "Attention (ours)" in b.js("document.querySelector('.srlib-explore pre').textContent")
         assert b.js("[...document.querySelectorAll('.srlib-explore img')].every(i => i.complete && i.naturalWidth > 0)")
         # a user ticks "plot every extent": every mode is computed and the extent plot redrawn
@@ -104,6 +110,12 @@ def test_explore_notebook_in_headless_chromium(lab, chromium):
         b.js("[...document.querySelectorAll('.srlib-explore .widget-checkbox')]"
              ".find(e => e.textContent.includes('every extent')).querySelector('input').click()")
         b.wait_for(f"{plot} !== window.srlibPlot", 300, "the extent plot with every extent")
+        # a user types the path of an unreadable file and presses Enter (a 'change' of the text box)
+        b.js("(() => { const i = [...document.querySelectorAll('.srlib-explore .widget-text')]"
+             ".find(e => e.querySelector('.widget-label').textContent === 'image').querySelector('input');"
+             f"i.value = {json.dumps(str(root / 'broken.png'))}; i.dispatchEvent(new Event('change')); }})()")
+        b.wait_for("document.querySelector('.srlib-explore').textContent.includes('broken.png: not an image')", 120,
+                   "the message naming the unreadable file")
         # errors only: JupyterLab itself warns, e.g. of plugins slow to activate on a busy machine
         problems = b.problems((base, base.replace("http", "ws"), "data:", "blob:"), warnings=False)
         assert problems == [], json.dumps(problems, indent=1)[:3000]
