@@ -113,7 +113,8 @@ def test_explore_notebook_in_headless_chromium(lab, chromium):
         # a user types the path of an unreadable file and presses Enter (a 'change' of the text box)
         b.js("(() => { const i = [...document.querySelectorAll('.srlib-explore .widget-text')]"
              ".find(e => e.querySelector('.widget-label').textContent === 'image').querySelector('input');"
-             f"i.value = {json.dumps(str(root / 'broken.png'))}; i.dispatchEvent(new Event('change')); }})()")
+             f"i.value = {json.dumps(str(root / 'broken.png'))};"
+             "i.dispatchEvent(new Event('change', {bubbles: true})); })()")
         b.wait_for("document.querySelector('.srlib-explore').textContent.includes('broken.png: not an image')", 120,
                    "the message naming the unreadable file")
         # errors only: JupyterLab itself warns, e.g. of plugins slow to activate on a busy machine
