@@ -7,8 +7,9 @@ modes).
 
     python scripts/explore_timing.py [IMAGE]
 
-Needs the data root (SRLIB_DATA) with Set5 and quick-train. Prints the times and the load average, which says
-whether the cores were shared."""
+Needs the data root (SRLIB_DATA) with Set5 and quick-train. Prints each step's wall time and this process's CPU
+time (all its threads), and the load average, which says whether the cores were shared: on shared cores the wall
+time is mostly waiting, the CPU time is the work."""
 import os
 import sys
 import time
@@ -32,29 +33,38 @@ def view(ex, mode, every=False):
     plt.close(explore.plot_sweep(sweeps, ex.modes(), mode))
 
 
+def clock():
+    return time.perf_counter(), time.process_time()
+
+
+def since(start):
+    """(wall, CPU) seconds since ``start`` (:func:`clock`); CPU: this process, all its threads."""
+    return tuple(now - then for now, then in zip(clock(), start))
+
+
 def main(image="Set5/baby"):
     matplotlib.use("Agg")
     warnings.simplefilter("ignore")
     times = {}
-    t = time.perf_counter()
+    start = clock()
     attention = explore.load(RUNS / "attention" / "generator.safetensors", "attention")
-    times["calibration in memory (attention, once per session)"] = time.perf_counter() - t
+    times["calibration in memory (attention, once per session)"] = since(start)
     gens, measures = [attention, explore.load(RUNS / "srgan" / "generator.safetensors", "srgan")], explore.measures()
-    t = time.perf_counter()
+    start = clock()
     ex = explore.Explorer(explore.load_picture(image), gens, measures)
     view(ex, "calibrated")
-    times["a new image: both models calibrated, figure, table, extent plot"] = time.perf_counter() - t
-    t = time.perf_counter()
+    times["a new image: both models calibrated, figure, table, extent plot"] = since(start)
+    start = clock()
     view(ex, "whole")
-    times["the slider to a mode not yet computed (whole image)"] = time.perf_counter() - t
-    t = time.perf_counter()
+    times["the slider to a mode not yet computed (whole image)"] = since(start)
+    start = clock()
     view(ex, "whole", every=True)
-    times["plot every extent (the other modes)"] = time.perf_counter() - t
+    times["plot every extent (the other modes)"] = since(start)
     h, w = ex.picture.hr.shape[:2]
     print(f"{image} ({w}x{h} HR), attention + SRGAN, torch {torch.get_num_threads()} threads, load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}:")
-    for what, seconds in times.items():
-        print(f"  {what}: {seconds:.1f} s")
+    for what, (wall, cpu) in times.items():
+        print(f"  {what}: {wall:.1f} s wall, {cpu:.1f} s CPU")
 
 
 if __name__ == "__main__":
