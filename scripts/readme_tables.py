@@ -52,6 +52,63 @@ def speed_table(results):
     return "\n".join(lines)
 
 
+def offset_table(results, level=1.0):
+    """Per method and inference, on each benchmark: the share of images whose mean colour (SR minus HR, 8-bit
+    levels) is within +-``level`` in every channel, and the set's mean R / G / B offset (per_image.csv)."""
+    df = pd.read_csv(results / "per_image.csv", dtype={"image": str})
+    if "offset_r" not in df:
+        raise FileNotFoundError("per_image.csv has no offset columns (scored before srlib recorded them)")
+    df = df[df.protocol == "standard"]
+    off = ["offset_r", "offset_g", "offset_b"]
+    sets = list(dict.fromkeys(df.dataset))
+    lines = [f"| method | inference | {' | '.join(sets)} |", "|---|---|" + "---|" * len(sets)]
+    for (method, inference), g in df.groupby(["method", "inference"], sort=False, dropna=False):
+        cells = []
+        for ds in sets:
+            d = g[g.dataset == ds]
+            if d.empty:
+                cells.append("–")
+                continue
+            within = (d[off].abs() <= level).all(axis=1).mean()
+            mean = " / ".join(f"{v:+.1f}" for v in d[off].mean())
+            cells.append(f"{100 * within:.0f}% ({mean})")
+        mode = "–" if pd.isna(inference) else inference
+        lines.append(f"| {method} | {mode} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+GAPS = [  # (row, (method, inference), (method, inference)); inference None: the default one
+    ("Attention - SRGAN (ours), default inference", ("Attention (ours)", None), ("SRGAN (ours)", None)),
+    ("Attention - SRGAN (ours), attention whole-image", ("Attention (ours)", "whole"), ("SRGAN (ours)", None)),
+    ("Attention: default - whole-image inference", ("Attention (ours)", None), ("Attention (ours)", "whole")),
+    ("Attention - PSNR baseline, default inference", ("Attention (ours)", None), ("PSNR baseline (ours)", None)),
+    ("Attention - Bicubic, default inference", ("Attention (ours)", None), ("Bicubic", None)),
+    ("SRGAN (ours) - Bicubic", ("SRGAN (ours)", None), ("Bicubic", None)),
+]
+
+
+def gap_table(results, protocol="standard"):
+    """Differences of mean PSNR (dB) / SSIM between methods and inference modes, per benchmark (table1.csv)."""
+    df = pd.read_csv(results / "table1.csv")
+    if "inference" not in df:
+        raise FileNotFoundError("table1.csv has no inference column (scored before calibration)")
+    df = df[df.protocol == protocol]
+    sets = list(dict.fromkeys(df.dataset))
+
+    def pick(method, inference):
+        rows = df[(df.method == method) & ((df.inference == "whole") if inference else (df.inference != "whole"))]
+        return rows.set_index("dataset")[["psnr", "ssim"]]
+    lines = [f"| {protocol} protocol: difference | {' | '.join(sets)} |", "|---|" + "---|" * len(sets)]
+    for row, a, b in GAPS:
+        d = pick(*a) - pick(*b)
+        if d.dropna().empty:
+            continue
+        cells = ["–" if ds not in d.index or d.loc[ds].isna().any() else
+                 f"{d.loc[ds, 'psnr']:+.2f} / {d.loc[ds, 'ssim']:+.4f}" for ds in sets]
+        lines.append(f"| {row} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def _markdown(name, demote=0):
     def block(results):
         text = (results / name).read_text().strip()
@@ -65,6 +122,8 @@ BLOCKS = {
     "perceptual": _markdown("perceptual.md", demote=1),
     "perceptual_control": _markdown("perceptual_control.md"),
     "speed": speed_table,
+    "offsets": offset_table,
+    "gaps": gap_table,
 }
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /results:(?P=name) -->)", re.S)
 

@@ -38,3 +38,38 @@ def test_the_check_fails_on_an_edited_number():
     assert rt.fill(readme.replace("30.32", "30.33"), {"table1": row}) == readme
     with pytest.raises(KeyError, match="results:nonsense"):
         rt.fill("<!-- results:nonsense -->\nx\n<!-- /results:nonsense -->", {})
+
+
+def test_offset_and_gap_blocks_compute_from_the_files(tmp_path):
+    """The offsets and gaps blocks are computed from per_image.csv and table1.csv (not typed): checked on a
+    small table whose answers are known."""
+    import pandas as pd
+    rt = _readme_tables()
+    rows = []
+    for method, inference, offsets in (("Bicubic", "-", [(0, 0, 0), (0.5, 0, 0)]),
+                                       ("Attention (ours)", "calibrated", [(0.2, -0.4, 0.1), (1.5, 0, 0)]),
+                                       ("Attention (ours)", "whole", [(6, 3, 3), (5, 2, 2)])):
+        for image, (r, g, b) in zip(("a", "b"), offsets):
+            for protocol in ("standard", "paper"):
+                rows.append(dict(method=method, dataset="Set5", image=image, protocol=protocol, psnr=30, ssim=0.8,
+                                 inference=inference, offset_r=r, offset_g=g, offset_b=b))
+    pd.DataFrame(rows).to_csv(tmp_path / "per_image.csv", index=False)
+    table = rt.offset_table(tmp_path).splitlines()
+    assert table[2:] == ["| Bicubic | - | 100% (+0.2 / +0.0 / +0.0) |",
+                         "| Attention (ours) | calibrated | 50% (+0.8 / -0.2 / +0.1) |",
+                         "| Attention (ours) | whole | 0% (+5.5 / +2.5 / +2.5) |"]
+    summary = pd.DataFrame([dict(method="Bicubic", dataset="Set5", protocol="standard", inference="-", psnr=28.0,
+                                 ssim=0.80),
+                            dict(method="SRGAN (ours)", dataset="Set5", protocol="standard",
+                                 inference="no GroupNorm", psnr=30.25, ssim=0.86),
+                            dict(method="Attention (ours)", dataset="Set5", protocol="standard",
+                                 inference="calibrated", psnr=30.0, ssim=0.87),
+                            dict(method="Attention (ours)", dataset="Set5", protocol="standard", inference="whole",
+                                 psnr=29.0, ssim=0.86)])
+    summary.to_csv(tmp_path / "table1.csv", index=False)
+    gaps = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in rt.gap_table(tmp_path).splitlines()[2:]}
+    assert gaps == {"Attention - SRGAN (ours), default inference": "-0.25 / +0.0100 |",
+                    "Attention - SRGAN (ours), attention whole-image": "-1.25 / +0.0000 |",
+                    "Attention: default - whole-image inference": "+1.00 / +0.0100 |",
+                    "Attention - Bicubic, default inference": "+2.00 / +0.0700 |",
+                    "SRGAN (ours) - Bicubic": "+2.25 / +0.0600 |"}
