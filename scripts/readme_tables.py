@@ -109,6 +109,34 @@ def gap_table(results, protocol="standard"):
     return "\n".join(lines)
 
 
+def extent_table(results, datasets=("quick-holdout", "Set5")):
+    """The extent sweep (extent.csv): each generator on tiles of exactly N LR px and on the whole image, in
+    both inference modes, and the reflect-padding probe; per cell PSNR (dB) and mean R / G / B offset."""
+    df = pd.read_csv(results / "extent.csv")
+    out = []
+    for ds in datasets:
+        d = df[(df.dataset == ds) & df.probe.isin(["sweep", "padding"])]
+        if d.empty:
+            continue
+        extents = sorted(set(d.extent) - {0}) + [0]
+        names = [f"{n} px" if n else "whole image" for n in extents]
+        out += [f"**{ds}** ({int(d.images.iloc[0])} images): PSNR (dB), mean offset R / G / B (levels of 255)", "",
+                f"| generator | inference | {' | '.join(names)} |", "|---|---|" + "---|" * len(extents)]
+        single = {gen for gen, g in d[d.probe == "sweep"].groupby("generator") if g.inference.nunique() == 1}
+        for (gen, probe, inference), g in d.groupby(["generator", "probe", "inference"], sort=False):
+            by = g.set_index("extent")
+            cells = ["–" if n not in by.index else
+                     f"{by.loc[n, 'psnr']:.2f}, {by.loc[n, 'offset_r']:+.1f} / {by.loc[n, 'offset_g']:+.1f} / "
+                     f"{by.loc[n, 'offset_b']:+.1f}" for n in extents]
+            mode = "one mode (no GroupNorm)" if gen in single else inference
+            mode += ", reflect padding" if probe == "padding" else ""
+            out.append(f"| {gen} | {mode} | {' | '.join(cells)} |")
+        out.append("")
+    if not out:
+        raise FileNotFoundError(f"extent.csv has no sweep on {datasets}")
+    return "\n".join(out).rstrip()
+
+
 def _markdown(name, demote=0):
     def block(results):
         text = (results / name).read_text().strip()
@@ -124,6 +152,7 @@ BLOCKS = {
     "speed": speed_table,
     "offsets": offset_table,
     "gaps": gap_table,
+    "extent": extent_table,
 }
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /results:(?P=name) -->)", re.S)
 

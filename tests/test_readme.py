@@ -73,3 +73,23 @@ def test_offset_and_gap_blocks_compute_from_the_files(tmp_path):
                     "Attention: default - whole-image inference": "+1.00 / +0.0100 |",
                     "Attention - Bicubic, default inference": "+2.00 / +0.0700 |",
                     "SRGAN (ours) - Bicubic": "+2.25 / +0.0600 |"}
+
+
+def test_extent_block_lays_out_the_sweep(tmp_path):
+    import pandas as pd
+    rt = _readme_tables()
+    rows = [dict(generator=g, probe=p, setting="", extent=n, inference=m, dataset="Set5", images=5, psnr=psnr,
+                 ssim=0.8, offset_r=r, offset_g=0.0, offset_b=-0.25)
+            for g, p, m, n, psnr, r in (("SRGAN", "sweep", "calibrated", 24, 30.1, 0.5),
+                                        ("SRGAN", "sweep", "calibrated", 0, 30.2, 0.5),
+                                        ("Att", "sweep", "whole", 24, 30.0, -1.0),
+                                        ("Att", "sweep", "whole", 0, 29.2, 5.9),
+                                        ("Att", "sweep", "calibrated", 0, 30.3, 0.1),
+                                        ("Att", "padding", "whole", 0, 28.4, 8.7))]
+    pd.DataFrame(rows).to_csv(tmp_path / "extent.csv", index=False)
+    lines = rt.extent_table(tmp_path).splitlines()
+    assert lines[2] == "| generator | inference | 24 px | whole image |"
+    assert lines[4:] == ["| SRGAN | one mode (no GroupNorm) | 30.10, +0.5 / +0.0 / -0.2 | 30.20, +0.5 / +0.0 / -0.2 |",
+                         "| Att | whole | 30.00, -1.0 / +0.0 / -0.2 | 29.20, +5.9 / +0.0 / -0.2 |",
+                         "| Att | calibrated | – | 30.30, +0.1 / +0.0 / -0.2 |",
+                         "| Att | whole, reflect padding | – | 28.40, +8.7 / +0.0 / -0.2 |"]
