@@ -44,7 +44,10 @@ def training_summary(results):
 
 def speed_table(results):
     df = pd.read_csv(results / "speed.csv")
-    lines = ["| measurement | config | srlib | naive | unit | ratio |", "|---|---|---|---|---|---|"]
+    env = df[df.measurement == "environment"]
+    lines = ([f"Measured on: {env.config.iloc[0]} ({re.sub(r'; load average [0-9.]+', '', env.note.iloc[0])}).", ""]
+             if len(env) else ["Measured on: not recorded (a speed.csv from before srlib recorded its machine).", ""])
+    lines += ["| measurement | config | srlib | naive | unit | ratio |", "|---|---|---|---|---|---|"]
     for r in df.itertuples():
         if r.measurement in ("train_step", "data_loading", "inference", "inference_rss"):
             lines.append(f"| {r.measurement} | {r.config} | {r.srlib:.4g} | {r.naive:.4g} | {r.unit} "

@@ -212,7 +212,8 @@ def write_extent(runs_dir, results_dir, datasets, detail, root=None, detail_mode
 def hr_scores(datasets, root, perceptual):
     """The perceptual measures of the HR images themselves (against themselves: the ideal values, and
     NIQE's naturalness of real photographs), per image, labelled 'HR' with no PSNR/SSIM."""
-    rows = [dict(method="HR", dataset=ds, image=it.name, protocol="standard", **perceptual(it.hr, it.hr))
+    rows = [dict(method="HR", dataset=ds, image=it.name, protocol="standard", inference="-",
+                 **perceptual(it.hr, it.hr))
             for ds in datasets for it in load_eval_set(ds, root, 4)]
     return pd.DataFrame(rows)
 
@@ -377,8 +378,10 @@ def model_card(run_dir, summary):
              "- Inference: " + (f"GroupNorm with statistics calibrated at the training extent "
                                 f"({meta['calibration']['crops']} LR crops of {meta['calibration']['lr_extent']} px "
                                 f"from {', '.join(meta['calibration']['source'])}; srlib.calibration), stored in "
-                                f"the file: the output does not depend on the image's extent."
-                                if meta.get("calibration") else "no GroupNorm: extent-independent as trained."), "",
+                                f"the file, so its colours no longer shift with the image's extent (results/extent.csv; channel "
+                                f"attention still pools over the whole image)."
+                                if meta.get("calibration") else "no GroupNorm (BatchNorm with running statistics): its normalization does not depend on "
+                                "the image's extent."), "",
              "## Scores (x4; PSNR dB / SSIM, default inference, from table1.csv)", "",
              "| dataset | standard (Y, border 4) | paper (RGB, whole image) |", "|---|---|---|"]
     mine = default_inference(summary)

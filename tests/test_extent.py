@@ -209,3 +209,23 @@ def test_committed_scores_keep_the_attention_models_colours():
     control = (srgan[["offset_r", "offset_g", "offset_b"]].abs().max(axis=1) <= 1).groupby(srgan.dataset).mean()
     assert (share["calibrated"].drop("Set5") >= control.drop("Set5")).all(), (share["calibrated"], control)
     assert share["whole"].loc["Set5"] < 0.5, share["whole"].to_dict()
+
+
+def test_plot_labels_each_generator_once_per_mode_it_has(tmp_path):
+    """A generator without GroupNorm is drawn once and said to have one mode; the legend sits below the data."""
+    import matplotlib
+    import pandas as pd
+    matplotlib.use("Agg")
+    rows = []
+    for gen, modes in (("SRGAN (ours)", ("calibrated",)), ("Attention (ours)", ("whole", "calibrated"))):
+        for mode in modes:
+            for ext in (12, 24, 0):
+                rows.append(dict(generator=gen, probe="sweep", setting="tiles", extent=ext, inference=mode,
+                                 dataset="Set5", images=5, psnr=30.0 + ext / 100, ssim=0.8,
+                                 offset_r=1.0, offset_g=0.0, offset_b=-1.0))
+    fig = extent.plot(pd.DataFrame(rows), tmp_path / "extent.png")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["SRGAN (ours) (no GroupNorm: one mode)", "Attention (ours), own statistics",
+                      "Attention (ours), calibrated"]
+    assert not fig.axes[0].get_legend() and (tmp_path / "extent.png").stat().st_size > 0
+    assert [line.get_ydata()[-1] for line in fig.axes[1].get_lines()] == [30.0] * 3   # the whole image is last

@@ -93,3 +93,19 @@ def test_extent_block_lays_out_the_sweep(tmp_path):
                          "| Att | whole | 30.00, -1.0 / +0.0 / -0.2 | 29.20, +5.9 / +0.0 / -0.2 |",
                          "| Att | calibrated | – | 30.30, +0.1 / +0.0 / -0.2 |",
                          "| Att | whole, reflect padding | – | 28.40, +8.7 / +0.0 / -0.2 |"]
+
+
+def test_speed_block_names_its_machine(tmp_path):
+    """The speed block says where speed.csv was measured (its environment row), or that it was not recorded."""
+    import pandas as pd
+    rt = _readme_tables()
+    cols = ["measurement", "config", "srlib", "naive", "unit", "ratio", "note"]
+    step = ["train_step", "attention crop96 b16 fp32", 0.25, 0.125, "steps/s", 2.0, "median of 4"]
+    pd.DataFrame([step], columns=cols).to_csv(tmp_path / "speed.csv", index=False)
+    assert rt.speed_table(tmp_path).startswith("Measured on: not recorded")
+    env = ["environment", "AMD EPYC", None, None, "-", None,
+           "device cpu; torch 2.9; 2 CPU threads; load average 1.2; AMD EPYC; bf16 instructions: False"]
+    pd.DataFrame([env, step], columns=cols).to_csv(tmp_path / "speed.csv", index=False)
+    lines = rt.speed_table(tmp_path).splitlines()
+    assert lines[0] == "Measured on: AMD EPYC (device cpu; torch 2.9; 2 CPU threads; AMD EPYC; bf16 instructions: False)."
+    assert lines[-1] == "| train_step | attention crop96 b16 fp32 | 0.25 | 0.125 | steps/s | 2x |"
