@@ -74,8 +74,8 @@ def test_run_bench_tiny_table_and_csv(tmp_path):
     assert list(table.columns) == bench.COLUMNS
     assert table.measurement.iloc[0] == "environment" and "bf16 instructions" in table.note.iloc[0]
     assert table.config.iloc[0] == cpu_model()
-    assert set(table.measurement) == {"environment", "train_step", "step_gflop", "train_tflops", "peak_fraction", "data_loading",
-                                      "data_headroom", "inference", "inference_rss"}
+    assert set(table.measurement) == {"environment", "train_step", "step_gflop", "train_tflops", "peak_fraction",
+                                      "data_loading", "data_headroom", "inference", "inference_rss"}
     step = table[table.measurement == "train_step"].iloc[0]
     assert step.config == "attention crop32 b2 fp32" and step.srlib > 0 and step.naive > 0
     assert math.isclose(step.ratio, step.srlib / step.naive)

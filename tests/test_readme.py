@@ -107,5 +107,6 @@ def test_speed_block_names_its_machine(tmp_path):
            "device cpu; torch 2.9; 2 CPU threads; load average 1.2; AMD EPYC; bf16 instructions: False"]
     pd.DataFrame([env, step], columns=cols).to_csv(tmp_path / "speed.csv", index=False)
     lines = rt.speed_table(tmp_path).splitlines()
-    assert lines[0] == "Measured on: AMD EPYC (device cpu; torch 2.9; 2 CPU threads; AMD EPYC; bf16 instructions: False)."
+    assert lines[0] == ("Measured on: AMD EPYC (device cpu; torch 2.9; 2 CPU threads; AMD EPYC; "
+                        "bf16 instructions: False).")
     assert lines[-1] == "| train_step | attention crop96 b16 fp32 | 0.25 | 0.125 | steps/s | 2x |"
