@@ -21,6 +21,7 @@ TOP = Path(__file__).resolve().parents[1]
 
 def training_summary(results):
     runs = run_dirs(results / "train")
+    late = []   # runs validated before calibration existed: their validation scores are whole-image ones
     lines = ["| run | steps (shared L1 warm-up + own) | held-out PSNR / SSIM | Set5 PSNR / SSIM (standard) | "
              "adversarial share of G's gradient, first -> last GAN validation | own training time |",
              "|---|---|---|---|---|---|"]
@@ -31,10 +32,15 @@ def training_summary(results):
         shared = df[df.shared.notna() & (df.shared != "")]
         warm = int(shared.step.max()) if len(shared) else 0
         acc = loss_accounting(d)
+        if str(meta.get("calibration", {}).get("when", "")).startswith("after training"):
+            late.append(LABELS[model])
         adv = f"{acc['adversarial'][0]:.2g} -> {acc['adversarial'][1]:.2g}" if "adversarial" in acc else "–"
         lines.append(f"| {LABELS[model]} | {int(last.step)} ({warm} + {int(last.step) - warm}) | "
                      f"{last.tune_psnr:.2f} / {last.tune_ssim:.4f} | {last.psnr:.2f} / {last.ssim:.4f} | {adv} | "
                      f"{meta['train_seconds'] / 60:.1f} min |")
+    lines.append("\nHeld-out and Set5 columns: the last validation during training (metrics.csv)."
+                 + (f" {', '.join(late)}: validated with whole-image inference, as the runs predate calibration "
+                    "(calibrated afterwards; Table 1 has their calibrated scores)." if late else ""))
     for w in sorted((results / "train" / "warmup").glob("*/meta.json")):
         meta = json.loads(w.read_text())
         lines.append(f"\nShared warm-up `{w.parent.name}`: {meta['steps_done']} steps, "
@@ -137,7 +143,34 @@ def extent_table(results, datasets=("quick-holdout", "Set5")):
         out.append("")
     if not out:
         raise FileNotFoundError(f"extent.csv has no sweep on {datasets}")
-    return "\n".join(out).rstrip()
+    return "\n".join(out + probe_table(df)).rstrip()
+
+
+def probe_table(df):
+    """extent.csv's layer, calibration and gate probes (whole image): for the layer probe, the one layer
+    whose calibration alone helps most and the layer whose omission alone hurts most (the others in a range)."""
+    out = []
+    for gen, g in df[df.probe.isin(["layer", "calibration", "gates"])].groupby("generator", sort=False):
+        ds = g.dataset.iloc[0]
+        out += [f"**Probes of {gen}** on {ds} ({int(g.images.iloc[0])} images), whole image: PSNR (dB), mean offset "
+                "R / G / B (levels of 255)", "", "| probe | setting | result |", "|---|---|---|"]
+        cell = lambda r: f"{r.psnr:.2f}, {r.offset_r:+.1f} / {r.offset_g:+.1f} / {r.offset_b:+.1f}"  # noqa: E731
+        layer = g[g.probe == "layer"]
+        for prefix, pick in (("only layer", "idxmax"), ("all but layer", "idxmin")):
+            rows = layer[layer.setting.str.startswith(prefix)]
+            if rows.empty:
+                continue
+            best = rows.loc[getattr(rows.psnr, pick)()]
+            rest = rows.drop(index=best.name)
+            out.append(f"| GroupNorm layers calibrated (of {len(rows)}, module order) | {best.setting} | {cell(best)} "
+                       f"(the other {len(rest)}: {rest.psnr.min():.2f} to {rest.psnr.max():.2f} dB) |")
+        for r in g[g.probe == "calibration"].itertuples():
+            out.append(f"| calibration from | {r.setting} | {cell(r)} |")
+        for r in g[g.probe == "gates"].itertuples():
+            setting = r.setting.replace("|", "\\|")   # a pipe inside a cell would split it
+            out.append(f"| channel-attention gates, {r.inference} | {setting} | {r.psnr:.4f} |")
+        out.append("")
+    return out
 
 
 def _markdown(name, demote=0):
@@ -157,7 +190,7 @@ BLOCKS = {
     "gaps": gap_table,
     "extent": extent_table,
 }
-MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /results:(?P=name) -->)", re.S)
+MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /results:(?P=name) -->)", re.S)
 
 
 def blocks(results):
@@ -176,7 +209,7 @@ def fill(readme, generated):
     def sub(m):
         if m["name"] not in BLOCKS:
             raise KeyError(f"README block results:{m['name']} has no generator in scripts/readme_tables.py")
-        return m.group(1) + generated.get(m["name"], m["body"]) + m.group(4)
+        return m.group(1) + generated.get(m["name"], m["body"]) + "\n" + m.group(4).lstrip("\n")   # also empty
     return MARKER.sub(sub, readme)
 
 

@@ -36,6 +36,8 @@ def test_the_check_fails_on_an_edited_number():
     assert rt.stale(readme, {"table1": row}) == []
     assert rt.stale(readme.replace("30.32", "30.33"), {"table1": row}) == ["table1"]
     assert rt.fill(readme.replace("30.32", "30.33"), {"table1": row}) == readme
+    empty = "text\n<!-- results:table1 -->\n<!-- /results:table1 -->\nmore\n"     # a new block, not yet filled
+    assert rt.stale(empty, {"table1": row}) == ["table1"] and rt.fill(empty, {"table1": row}) == readme
     with pytest.raises(KeyError, match="results:nonsense"):
         rt.fill("<!-- results:nonsense -->\nx\n<!-- /results:nonsense -->", {})
 
@@ -110,3 +112,22 @@ def test_speed_block_names_its_machine(tmp_path):
     assert lines[0] == ("Measured on: AMD EPYC (device cpu; torch 2.9; 2 CPU threads; AMD EPYC; "
                         "bf16 instructions: False).")
     assert lines[-1] == "| train_step | attention crop96 b16 fp32 | 0.25 | 0.125 | steps/s | 2x |"
+
+
+def test_probe_rows_pick_the_layer_that_carries_the_shift():
+    """The probe table names the single layer whose calibration helps most and the one whose omission hurts
+    most, with the other layers as a range; pipes inside a setting are escaped."""
+    import pandas as pd
+    rt = _readme_tables()
+    base = dict(generator="Att", extent=0, dataset="h", images=10, ssim=0.75, offset_g=0.0, offset_b=0.0)
+    rows = [dict(base, probe="layer", setting=f"only layer {k}", inference="mixed", psnr=p, offset_r=r)
+            for k, p, r in ((0, 26.5, 4.5), (1, 26.9, 0.5), (2, 26.4, 4.6))]
+    rows += [dict(base, probe="layer", setting=f"all but layer {k}", inference="mixed", psnr=p, offset_r=r)
+             for k, p, r in ((0, 27.0, -0.2), (1, 26.6, 4.4), (2, 27.1, -0.3))]
+    rows += [dict(base, probe="gates", setting="max |g|", inference="whole", psnr=0.003, offset_r=None)]
+    lines = rt.probe_table(pd.DataFrame(rows))
+    assert lines[4] == ("| GroupNorm layers calibrated (of 3, module order) | only layer 1 | 26.90, +0.5 / +0.0 / +0.0 "
+                        "(the other 2: 26.40 to 26.50 dB) |")
+    assert lines[5] == ("| GroupNorm layers calibrated (of 3, module order) | all but layer 1 | 26.60, +4.4 / +0.0 / "
+                        "+0.0 (the other 2: 27.00 to 27.10 dB) |")
+    assert lines[6] == "| channel-attention gates, whole | max \\|g\\| | 0.0030 |"
