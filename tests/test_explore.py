@@ -15,7 +15,7 @@ from srlib.archs import build_generator
 from srlib.calibration import calibrate_run
 from srlib.data import load_eval_set
 from srlib.evaluate import bicubic, mean_offset
-from srlib.infer import GENERATOR_FILE, load_generator, save_generator, upscale_array
+from srlib.infer import GENERATOR_FILE, load_generator, load_safetensors_generator, save_generator, upscale_array
 from srlib.io import ImageError
 from srlib.metrics import image_scores
 
@@ -24,9 +24,22 @@ RUNS = REPO / "results" / "train"
 
 
 @pytest.fixture(scope="module")
-def attention(data_root):
-    """The committed attention generator, calibrated in memory from its training crops."""
-    return explore.load(RUNS / "attention" / GENERATOR_FILE, "attention", data_root)
+def uncalibrated(tmp_path_factory):
+    """The committed attention generator as a file written before calibration existed: its calibrated
+    GroupNorm statistics removed (they load as NaN: uncalibrated)."""
+    ckpt = load_safetensors_generator(RUNS / "attention" / GENERATOR_FILE)
+    state = {k: v for k, v in ckpt["G"].items() if not k.endswith(("calib_mean", "calib_var"))}
+    assert len(state) < len(ckpt["G"])                       # the committed file is calibrated
+    path = tmp_path_factory.mktemp("uncalibrated") / GENERATOR_FILE
+    save_generator(path, state, ckpt["generator"], ckpt["meta"], ckpt["config"], ckpt["step"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def attention(uncalibrated, data_root):
+    """The committed attention generator without its stored statistics, calibrated in memory from its
+    training crops."""
+    return explore.load(uncalibrated, "attention", data_root)
 
 
 @pytest.fixture(scope="module")
@@ -97,22 +110,25 @@ def test_save_upload_goes_to_a_temporary_folder():
         shutil.rmtree(path.parent)
 
 
-def test_in_memory_calibration_is_srlib_calibrate(attention, bird, data_root, tmp_path):
-    """The committed file holds no calibrated statistics: explore measures them as `srlib calibrate` stores them."""
+def test_in_memory_calibration_is_srlib_calibrate(attention, uncalibrated, bird, data_root, tmp_path):
+    """A file without calibrated statistics: explore measures them as `srlib calibrate` stores them, and as
+    the committed file holds them."""
     assert attention.calibrated and attention.statistics.startswith("calibrated here, in memory, on 256 crops")
     run = tmp_path / "attention"
     run.mkdir()
-    for f in (GENERATOR_FILE, "meta.json"):
-        shutil.copy(RUNS / "attention" / f, run / f)
+    shutil.copy(uncalibrated, run / GENERATOR_FILE)
+    shutil.copy(RUNS / "attention" / "meta.json", run / "meta.json")
     assert calibrate_run(run, data_root)
     stored = explore.load(run / GENERATOR_FILE, "attention", data_root)
-    assert stored.statistics == "calibrated statistics stored in the file"
+    committed = explore.load(RUNS / "attention" / GENERATOR_FILE, "attention", data_root)
+    assert stored.statistics == committed.statistics == "calibrated statistics stored in the file"
     lr = bird.lr[:40, :40]
     assert np.array_equal(explore.run(stored, lr, "calibrated"), explore.run(attention, lr, "calibrated"))
+    assert np.array_equal(explore.run(committed, lr, "calibrated"), explore.run(attention, lr, "calibrated"))
 
 
-def test_without_training_data_calibrated_runs_whole_image_and_says_so(bird, tmp_path):
-    g = explore.load(RUNS / "attention" / GENERATOR_FILE, "attention", tmp_path / "empty")
+def test_without_training_data_calibrated_runs_whole_image_and_says_so(uncalibrated, bird, tmp_path):
+    g = explore.load(uncalibrated, "attention", tmp_path / "empty")
     assert not g.calibrated and "not to be had under" in g.statistics and "quick-train" in g.statistics
     assert explore.describe(g, "calibrated") == "whole image, own statistics (NOT calibrated)"
     lr = bird.lr[:40, :40]
