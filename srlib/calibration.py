@@ -100,18 +100,18 @@ def calibrate_run(folder, root=None):
     meta.json and the file's metadata. Returns True when the file was rewritten."""
     from .data import set_digest
     from .infer import GENERATOR_FILE, load_generator, save_generator
-    from .train import TrainConfig, _plain, _write_json, git_state
+    from .config import from_saved, plain
+    from .train import _write_json, git_state
     folder = Path(folder)
     model, ckpt = load_generator(folder / GENERATOR_FILE, device="cpu")
     if is_calibrated(model):
         return False
-    fields = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{**fields, "betas": tuple(fields.get("betas", (0.9, 0.999)))})
+    cfg = from_saved(ckpt["config"])
     dataset = training_dataset(ckpt["config"], root)
     calibrate(model, crops(dataset))
     rec = {**record(cfg), "git": git_state(), "when": "after training (run trained before calibration existed)"}
     file_meta = {**ckpt["meta"], "calibration": rec}
-    save_generator(folder / GENERATOR_FILE, model.state_dict(), ckpt["generator"], file_meta, _plain(cfg),
+    save_generator(folder / GENERATOR_FILE, model.state_dict(), ckpt["generator"], file_meta, plain(cfg),
                    ckpt["step"])
     meta_path = folder / "meta.json"
     if meta_path.exists():
@@ -132,10 +132,3 @@ def _cli(args):
         done = calibrate_run(folder, args.data_root)
         print(f"{folder}: {'calibrated' if done else 'already calibrated (or no GroupNorm): unchanged'}")
     return 0
-
-
-def add_cli(sub):
-    c = sub.add_parser("calibrate", help="store training-extent GroupNorm statistics in finished runs' generators")
-    c.add_argument("runs", nargs="+", metavar="RUN_FOLDER", help="folders holding generator.safetensors and meta.json")
-    c.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data (the runs' training images)")
-    c.set_defaults(func=_cli)

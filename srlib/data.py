@@ -25,18 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import BENCHMARKS  # noqa: F401  (srlib.data.BENCHMARKS)
+from .errors import DatasetNotFound  # noqa: F401  (srlib.data.DatasetNotFound)
 from .imcache import cached_images
 from .imresize import degrade
 from .io import ImageError, list_images, read_image_full
 
-BENCHMARKS = ("Set5", "Set14", "BSD100", "Urban100")
 DEMO = "demo"
 DEMO_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 MANIFEST_DIR = Path(__file__).parent / "manifests"
-
-
-class DatasetNotFound(FileNotFoundError):
-    pass
 
 
 def repo_root():

@@ -20,18 +20,15 @@ import pickle
 import torch
 
 from .archs import build_generator, group_norms, is_calibrated, set_inference
+from .config import PRECISIONS
+from .errors import CheckpointError  # noqa: F401  (srlib.infer.CheckpointError)
 from .data import to_tensor
 from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
 GENERATOR_FORMAT = "srlib-generator-v1"
 GENERATOR_FILE = "generator.safetensors"
-PRECISIONS = ("auto", "fp32", "bf16")
 RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field +-3 LR px)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file."""
 
 
 def pick_device(device=None):
