@@ -98,10 +98,10 @@ def calibrate_run(folder, root=None):
     (a run trained before calibration existed): the crops come from its own config's training images.
     Also records the calibration and, where missing, the git commit and the training data's digest in
     meta.json and the file's metadata. Returns True when the file was rewritten."""
-    from .data import set_digest
-    from .infer import GENERATOR_FILE, load_generator, save_generator
     from .config import from_saved, plain
-    from .train import _write_json, git_state
+    from .data import git_state, set_digest
+    from .infer import GENERATOR_FILE, load_generator, save_generator
+    from .io import write_json
     folder = Path(folder)
     model, ckpt = load_generator(folder / GENERATOR_FILE, device="cpu")
     if is_calibrated(model):
@@ -123,7 +123,7 @@ def calibrate_run(folder, root=None):
         if not meta.get("git"):
             meta["provenance_note"] = ("the run predates the recording of its commit; the training data's "
                                        "digest and the commit of its calibration were recorded at calibration")
-        _write_json(meta_path, meta)
+        write_json(meta_path, meta)
     return True
 
 

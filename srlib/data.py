@@ -367,3 +367,19 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return max(0, self.stop - self.start)
+
+
+def git_state():
+    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
+    import subprocess
+    top = repo_root()
+    if top is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")

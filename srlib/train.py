@@ -55,11 +55,12 @@ from . import archs, calibration, losses
 from .config import (MODELS, PROFILES, WARMUP_MODEL, TrainConfig, make_config, parse_overrides,  # noqa: F401
                      plain, warmup_config, warmup_run_dir)
 from .errors import RunInterrupted, TrainingDiverged  # noqa: F401  (srlib.train.TrainingDiverged)
-from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
+from .data import (StepSampler, TrainDataset, eval_digest, git_state, load_eval_set,
+                   resolve_datasets, set_digest)
 from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, CheckpointError, autocast, cpu_bf16_native, cpu_model,
                     load_checkpoint, load_generator, pick_device, save_checkpoint, save_generator, state_hash,
                     upscale_array)
-from .io import WriteError, atomic_write, mib
+from .io import WriteError, atomic_write, mib, write_json
 from .lock import lock
 from .metrics import image_scores
 
@@ -228,10 +229,6 @@ def _write_csv(path, history):
             f"{v:.6f}" if isinstance(v, float) else str(v)
     lines = [",".join(CSV_FIELDS)] + [",".join(cell(row.get(k, math.nan)) for k in CSV_FIELDS) for row in history]
     atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
-
-
-def _write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
 
 
 def phases(cfg):
@@ -546,7 +543,7 @@ def _train(cfg, out, resume, force):
             meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
                         train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
                         final=row)
-            _write_json(meta_path, meta)
+            write_json(meta_path, meta)
             save_checkpoint(ckpt_path, state)
             saved = step
             if world > 1:
@@ -588,22 +585,6 @@ def _write_advice(e, ckpt_path, saved, force):
     else:
         fix = f"make {ckpt_path.parent} writable"
     return f"{kept}; {fix}, then {_resume_hint(saved, force)}"
-
-
-def git_state():
-    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
-    import subprocess
-    top = repo_root()
-    if top is None:
-        return None
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 def _export(path, ckpt, meta):
