@@ -48,7 +48,7 @@ import torch
 
 from . import archs
 from .data import DEMO, TrainDataset, hr_files, resolve_datasets
-from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
+from .infer import autocast, cpu_bf16_native, cpu_bf16_supported, cpu_model, pick_device, upscale_tensor
 from .io import atomic_write
 from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
 from .config import make_config
@@ -391,7 +391,7 @@ def environment(device):
     s = f"device {device}; torch {torch.__version__}; python {platform.python_version()}; " \
         f"{torch.get_num_threads()} CPU threads; load average {os.getloadavg()[0]:.1f}"
     if device.type == "cpu":
-        s += f"; {platform.processor() or platform.machine()}; native bf16: {cpu_bf16_supported()}"
+        s += f"; {cpu_model()}; bf16 instructions: {cpu_bf16_native()}; oneDNN bf16: {cpu_bf16_supported()}"
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         s += (f"; {p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2 ** 30:.0f} GiB; CUDA "
@@ -440,8 +440,11 @@ def _run(cfg, preset, out, data_root, device, compile_, amp, peak_tflops, parts,
         peak_tflops = float(os.environ.get("PEAK_BF16_TFLOPS", DEFAULT_PEAK_BF16_TFLOPS))
     precs = precisions(device, amp)
     say = print if verbose else (lambda *a, **k: None)
-    say(environment(device))
-    rows, t_start = [], time.perf_counter()
+    env = environment(device)
+    say(env)
+    # the first row says where the figures were measured (a table without it cannot be read)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    rows, t_start = [_row("environment", machine, math.nan, math.nan, "-", note=env)], time.perf_counter()
     if "train" in parts:
         for crop in cfg.crops:
             for model in cfg.models:

@@ -116,7 +116,7 @@ def summarize(per_image, columns=("psnr", "ssim")):
     and inference where per_image has it), in order of appearance."""
     cols = [c for c in columns if c in per_image.columns]
     keys = ["method", "dataset", "protocol"] + (["inference"] if "inference" in per_image.columns else [])
-    return (per_image.groupby(keys, sort=False)
+    return (per_image.groupby(keys, sort=False, dropna=False)   # a row with no inference (HR) is kept
             .agg(**{c: (c, "mean") for c in cols}, images=("image", "count")).reset_index())
 
 

@@ -190,18 +190,26 @@ def plot(table, path=None):
     sweep = table[table.probe == "sweep"]
     gens, sets = list(dict.fromkeys(sweep.generator)), list(dict.fromkeys(sweep.dataset))
     fig, axes = plt.subplots(2, len(sets), figsize=(4.6 * len(sets), 7.5), squeeze=False)
+    # colour per generator, line per mode; later generators get larger hollow markers, so that lines which
+    # coincide (the attention model and the PSNR baseline) stay visible
+    markers = ("o", "s", "D", "^", "v")
     for j, ds in enumerate(sets):
-        for gen in gens:
+        for g, gen in enumerate(gens):
+            colour = f"C{g}"
             for mode, style in (("whole", "-"), ("calibrated", "--")):
                 d = sweep[(sweep.generator == gen) & (sweep.dataset == ds) & (sweep.inference == mode)]
                 if d.empty:
                     continue
                 tiles, whole = d[d.extent > 0].sort_values("extent"), d[d.extent == 0]
                 xs = list(tiles.extent) + [tiles.extent.max() * 1.6]
-                label = f"{gen}, {'own statistics' if mode == 'whole' else 'calibrated'}"
+                norms = "whole" in set(sweep[sweep.generator == gen].inference)   # one mode: no GroupNorm
+                label = (f"{gen}, {'own statistics' if mode == 'whole' else 'calibrated'}" if norms
+                         else f"{gen} (no GroupNorm: one mode)")
                 offset = (pd.concat([tiles, whole]))[["offset_r", "offset_g", "offset_b"]].mean(1)
-                axes[0, j].plot(xs, offset, style, marker="o", ms=3, label=label)
-                axes[1, j].plot(xs, list(tiles.psnr) + list(whole.psnr), style, marker="o", ms=3, label=label)
+                kw = dict(color=colour, marker=markers[g % len(markers)], ms=3 + 2.5 * g,
+                          mfc=colour if g == 0 else "none", label=label)
+                axes[0, j].plot(xs, offset, style, **kw)
+                axes[1, j].plot(xs, list(tiles.psnr) + list(whole.psnr), style, **kw)
         for i, ylabel in enumerate(("mean offset SR - HR (levels of 255, mean of R, G, B)", "PSNR (dB, Y, border 4)")):
             ax = axes[i, j]
             ax.set_xscale("log", base=2)
@@ -213,8 +221,9 @@ def plot(table, path=None):
             ax.set_title(ds, fontsize=10)
             if i == 0:
                 ax.axhline(0, color="gray", lw=0.8)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     if path:
         from pathlib import Path
         Path(path).parent.mkdir(parents=True, exist_ok=True)

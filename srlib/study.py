@@ -214,7 +214,8 @@ def write_extent(runs_dir, results_dir, datasets, detail, root=None, detail_mode
 def hr_scores(datasets, root, perceptual):
     """The perceptual measures of the HR images themselves (against themselves: the ideal values, and
     NIQE's naturalness of real photographs), per image, labelled 'HR' with no PSNR/SSIM."""
-    rows = [dict(method="HR", dataset=ds, image=it.name, protocol="standard", **perceptual(it.hr, it.hr))
+    rows = [dict(method="HR", dataset=ds, image=it.name, protocol="standard", inference="-",
+                 **perceptual(it.hr, it.hr))
             for ds in datasets for it in load_eval_set(ds, root, 4)]
     return pd.DataFrame(rows)
 
@@ -351,6 +352,14 @@ def provenance(meta):
     return commit + "; sha256 of the pixels: " + ("; ".join(sets) or "none recorded") + "."
 
 
+def inference_note(cal):
+    """The model card's inference line for a calibrated generator (``cal``: meta.json's 'calibration')."""
+    return (f"GroupNorm with statistics calibrated at the training extent ({cal['crops']} LR crops of "
+            f"{cal['lr_extent']} px from {', '.join(cal['source'])}; srlib.calibration), stored in the file, so "
+            "its colours no longer shift with the image's extent (results/extent.csv; channel attention still "
+            "pools over the whole image).")
+
+
 def model_card(run_dir, summary):
     """Markdown model card of one trained run: data, steps, recipe, scores (from ``summary``), limits."""
     run_dir = Path(run_dir)
@@ -377,11 +386,9 @@ def model_card(run_dir, summary):
              "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
                            "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
              f"- Provenance: {provenance(meta)}",
-             "- Inference: " + (f"GroupNorm with statistics calibrated at the training extent "
-                                f"({meta['calibration']['crops']} LR crops of {meta['calibration']['lr_extent']} px "
-                                f"from {', '.join(meta['calibration']['source'])}; srlib.calibration), stored in "
-                                f"the file: the output does not depend on the image's extent."
-                                if meta.get("calibration") else "no GroupNorm: extent-independent as trained."), "",
+             "- Inference: " + (inference_note(meta["calibration"]) if meta.get("calibration") else
+                                "no GroupNorm (BatchNorm with running statistics): its normalization does not "
+                                "depend on the image's extent."), "",
              "## Scores (x4; PSNR dB / SSIM, default inference, from table1.csv)", "",
              "| dataset | standard (Y, border 4) | paper (RGB, whole image) |", "|---|---|---|"]
     mine = default_inference(summary)

@@ -32,8 +32,8 @@ written atomically (temporary file, then rename). Conversions:
   Images smaller than the training crop need nothing special: the calibrated statistics do not depend on
   the input's size.
 - Precision (``--precision``): 'auto' is bf16 autocast on CUDA and fp32 on CPU; 'bf16' also on a CPU,
-  where it is about 4x faster on CPUs with AMX / AVX512-BF16 (``srlib bench``) and differs from fp32 by
-  a few 1/255 at most (tested on small generators).
+  where it pays only with AMX / AVX512-BF16 instructions (elsewhere oneDNN emulates them; ``srlib bench``
+  measures both) and differs from fp32 by a few 1/255 at most (tested on small generators).
 
 An input file is never overwritten: an output path that is one of the inputs is refused with an error.
 Bad inputs are reported one line each (``error: <path>: <problem>``) and the other files still run.

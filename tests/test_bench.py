@@ -11,7 +11,7 @@ import torch
 
 from srlib import archs, bench
 from srlib.cli import build_parser
-from srlib.infer import upscale_tensor
+from srlib.infer import cpu_model, upscale_tensor
 
 CPU = torch.device("cpu")
 
@@ -72,8 +72,10 @@ def test_run_bench_tiny_table_and_csv(tmp_path):
     table = bench.run_bench("tiny", out=out, device="cpu", amp="fp32", peak_tflops=1.0, verbose=False,
                             models=("attention",))
     assert list(table.columns) == bench.COLUMNS
-    assert set(table.measurement) == {"train_step", "step_gflop", "train_tflops", "peak_fraction", "data_loading",
-                                      "data_headroom", "inference", "inference_rss"}
+    assert table.measurement.iloc[0] == "environment" and "bf16 instructions" in table.note.iloc[0]
+    assert table.config.iloc[0] == cpu_model()
+    assert set(table.measurement) == {"environment", "train_step", "step_gflop", "train_tflops", "peak_fraction",
+                                      "data_loading", "data_headroom", "inference", "inference_rss"}
     step = table[table.measurement == "train_step"].iloc[0]
     assert step.config == "attention crop32 b2 fp32" and step.srlib > 0 and step.naive > 0
     assert math.isclose(step.ratio, step.srlib / step.naive)

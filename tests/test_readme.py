@@ -36,5 +36,98 @@ def test_the_check_fails_on_an_edited_number():
     assert rt.stale(readme, {"table1": row}) == []
     assert rt.stale(readme.replace("30.32", "30.33"), {"table1": row}) == ["table1"]
     assert rt.fill(readme.replace("30.32", "30.33"), {"table1": row}) == readme
+    empty = "text\n<!-- results:table1 -->\n<!-- /results:table1 -->\nmore\n"     # a new block, not yet filled
+    assert rt.stale(empty, {"table1": row}) == ["table1"] and rt.fill(empty, {"table1": row}) == readme
     with pytest.raises(KeyError, match="results:nonsense"):
         rt.fill("<!-- results:nonsense -->\nx\n<!-- /results:nonsense -->", {})
+
+
+def test_offset_and_gap_blocks_compute_from_the_files(tmp_path):
+    """The offsets and gaps blocks are computed from per_image.csv and table1.csv (not typed): checked on a
+    small table whose answers are known."""
+    import pandas as pd
+    rt = _readme_tables()
+    rows = []
+    for method, inference, offsets in (("Bicubic", "-", [(0, 0, 0), (0.5, 0, 0)]),
+                                       ("Attention (ours)", "calibrated", [(0.2, -0.4, 0.1), (1.5, 0, 0)]),
+                                       ("Attention (ours)", "whole", [(6, 3, 3), (5, 2, 2)])):
+        for image, (r, g, b) in zip(("a", "b"), offsets):
+            for protocol in ("standard", "paper"):
+                rows.append(dict(method=method, dataset="Set5", image=image, protocol=protocol, psnr=30, ssim=0.8,
+                                 inference=inference, offset_r=r, offset_g=g, offset_b=b))
+    pd.DataFrame(rows).to_csv(tmp_path / "per_image.csv", index=False)
+    table = rt.offset_table(tmp_path).splitlines()
+    assert table[2:] == ["| Bicubic | - | 100% (+0.2 / +0.0 / +0.0) |",
+                         "| Attention (ours) | calibrated | 50% (+0.8 / -0.2 / +0.1) |",
+                         "| Attention (ours) | whole | 0% (+5.5 / +2.5 / +2.5) |"]
+    summary = pd.DataFrame([dict(method="Bicubic", dataset="Set5", protocol="standard", inference="-", psnr=28.0,
+                                 ssim=0.80),
+                            dict(method="SRGAN (ours)", dataset="Set5", protocol="standard",
+                                 inference="no GroupNorm", psnr=30.25, ssim=0.86),
+                            dict(method="Attention (ours)", dataset="Set5", protocol="standard",
+                                 inference="calibrated", psnr=30.0, ssim=0.87),
+                            dict(method="Attention (ours)", dataset="Set5", protocol="standard", inference="whole",
+                                 psnr=29.0, ssim=0.86)])
+    summary.to_csv(tmp_path / "table1.csv", index=False)
+    gaps = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in rt.gap_table(tmp_path).splitlines()[2:]}
+    assert gaps == {"Attention - SRGAN (ours), default inference": "-0.25 / +0.0100 |",
+                    "Attention - SRGAN (ours), attention whole-image": "-1.25 / +0.0000 |",
+                    "Attention: default - whole-image inference": "+1.00 / +0.0100 |",
+                    "Attention - Bicubic, default inference": "+2.00 / +0.0700 |",
+                    "SRGAN (ours) - Bicubic": "+2.25 / +0.0600 |"}
+
+
+def test_extent_block_lays_out_the_sweep(tmp_path):
+    import pandas as pd
+    rt = _readme_tables()
+    rows = [dict(generator=g, probe=p, setting="", extent=n, inference=m, dataset="Set5", images=5, psnr=psnr,
+                 ssim=0.8, offset_r=r, offset_g=0.0, offset_b=-0.25)
+            for g, p, m, n, psnr, r in (("SRGAN", "sweep", "calibrated", 24, 30.1, 0.5),
+                                        ("SRGAN", "sweep", "calibrated", 0, 30.2, 0.5),
+                                        ("Att", "sweep", "whole", 24, 30.0, -1.0),
+                                        ("Att", "sweep", "whole", 0, 29.2, 5.9),
+                                        ("Att", "sweep", "calibrated", 0, 30.3, 0.1),
+                                        ("Att", "padding", "whole", 0, 28.4, 8.7))]
+    pd.DataFrame(rows).to_csv(tmp_path / "extent.csv", index=False)
+    lines = rt.extent_table(tmp_path).splitlines()
+    assert lines[2] == "| generator | inference | 24 px | whole image |"
+    assert lines[4:] == ["| SRGAN | one mode (no GroupNorm) | 30.10, +0.5 / +0.0 / -0.2 | 30.20, +0.5 / +0.0 / -0.2 |",
+                         "| Att | whole | 30.00, -1.0 / +0.0 / -0.2 | 29.20, +5.9 / +0.0 / -0.2 |",
+                         "| Att | calibrated | – | 30.30, +0.1 / +0.0 / -0.2 |",
+                         "| Att | whole, reflect padding | – | 28.40, +8.7 / +0.0 / -0.2 |"]
+
+
+def test_speed_block_names_its_machine(tmp_path):
+    """The speed block says where speed.csv was measured (its environment row), or that it was not recorded."""
+    import pandas as pd
+    rt = _readme_tables()
+    cols = ["measurement", "config", "srlib", "naive", "unit", "ratio", "note"]
+    step = ["train_step", "attention crop96 b16 fp32", 0.25, 0.125, "steps/s", 2.0, "median of 4"]
+    pd.DataFrame([step], columns=cols).to_csv(tmp_path / "speed.csv", index=False)
+    assert rt.speed_table(tmp_path).startswith("Measured on: not recorded")
+    env = ["environment", "AMD EPYC", None, None, "-", None,
+           "device cpu; torch 2.9; 2 CPU threads; load average 1.2; AMD EPYC; bf16 instructions: False"]
+    pd.DataFrame([env, step], columns=cols).to_csv(tmp_path / "speed.csv", index=False)
+    lines = rt.speed_table(tmp_path).splitlines()
+    assert lines[0] == ("Measured on: AMD EPYC (device cpu; torch 2.9; 2 CPU threads; AMD EPYC; "
+                        "bf16 instructions: False).")
+    assert lines[-1] == "| train_step | attention crop96 b16 fp32 | 0.25 | 0.125 | steps/s | 2x |"
+
+
+def test_probe_rows_pick_the_layer_that_carries_the_shift():
+    """The probe table names the single layer whose calibration helps most and the one whose omission hurts
+    most, with the other layers as a range; pipes inside a setting are escaped."""
+    import pandas as pd
+    rt = _readme_tables()
+    base = dict(generator="Att", extent=0, dataset="h", images=10, ssim=0.75, offset_g=0.0, offset_b=0.0)
+    rows = [dict(base, probe="layer", setting=f"only layer {k}", inference="mixed", psnr=p, offset_r=r)
+            for k, p, r in ((0, 26.5, 4.5), (1, 26.9, 0.5), (2, 26.4, 4.6))]
+    rows += [dict(base, probe="layer", setting=f"all but layer {k}", inference="mixed", psnr=p, offset_r=r)
+             for k, p, r in ((0, 27.0, -0.2), (1, 26.6, 4.4), (2, 27.1, -0.3))]
+    rows += [dict(base, probe="gates", setting="max |g|", inference="whole", psnr=0.003, offset_r=None)]
+    lines = rt.probe_table(pd.DataFrame(rows))
+    assert lines[4] == ("| GroupNorm layers calibrated (of 3, module order) | only layer 1 | 26.90, +0.5 / +0.0 / +0.0 "
+                        "(the other 2: 26.40 to 26.50 dB) |")
+    assert lines[5] == ("| GroupNorm layers calibrated (of 3, module order) | all but layer 1 | 26.60, +4.4 / +0.0 / "
+                        "+0.0 (the other 2: 27.00 to 27.10 dB) |")
+    assert lines[6] == "| channel-attention gates, whole | max \\|g\\| | 0.0030 |"

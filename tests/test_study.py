@@ -95,3 +95,24 @@ def test_committed_model_cards_say_what_they_lack():
             assert line.startswith("- Provenance: not recorded: this run predates provenance records"), line
         else:
             assert "srlib commit" in line and meta["data"]["train"]["sha256"] in line, line
+
+
+def test_perceptual_table_keeps_hr_beside_both_inference_modes(tmp_path):
+    """HR's own values (no inference mode) stay in perceptual.csv/md; the whole-image rows do not."""
+    rows = []
+    for method, inference, niqe in (("Bicubic", "-", 9.0), ("Attention (ours)", "calibrated", 7.0),
+                                    ("Attention (ours)", "whole", 8.0)):
+        for image in ("a", "b"):
+            rows.append(dict(method=method, dataset="Set5", image=image, protocol="standard", inference=inference,
+                             psnr=30.0, ssim=0.8, niqe_live=niqe))
+    per_image = pd.DataFrame(rows)
+    hr = pd.DataFrame([dict(method="HR", dataset="Set5", image=i, protocol="standard", inference="-",
+                            niqe_live=5.0) for i in ("a", "b")])
+    table = study.write_perceptual(per_image, hr, {}, tmp_path).set_index("method")
+    assert list(table.index) == ["Bicubic", "Attention (ours)", "HR"]
+    assert table.loc["HR", "niqe_live"] == 5.0 and table.loc["Attention (ours)", "niqe_live"] == 7.0
+    assert "| HR |" in (tmp_path / "perceptual.md").read_text()
+    assert pd.read_csv(tmp_path / "perceptual.csv")["method"].tolist() == ["Bicubic", "Attention (ours)", "HR"]
+    # an HR frame written without an inference column (as before this test) is not dropped either
+    table = study.write_perceptual(per_image, hr.drop(columns="inference"), {}, tmp_path)
+    assert "HR" in set(table["method"])
