@@ -38,7 +38,6 @@ import dataclasses
 import gc
 import math
 import os
-import platform
 import resource
 import statistics
 import time
@@ -48,7 +47,8 @@ import torch
 
 from . import archs
 from .data import DEMO, TrainDataset, hr_files, resolve_datasets
-from .infer import autocast, cpu_bf16_native, cpu_bf16_supported, cpu_model, pick_device, upscale_tensor
+from .environment import cpu_model
+from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
 from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
 from .config import make_config
@@ -387,16 +387,9 @@ def _row(measurement, config, srlib, naive, unit, cost=False, note=""):
 
 
 def environment(device):
-    """One line: device, torch version, threads (and GPU name, capability, CUDA and cuDNN versions)."""
-    s = f"device {device}; torch {torch.__version__}; python {platform.python_version()}; " \
-        f"{torch.get_num_threads()} CPU threads; load average {os.getloadavg()[0]:.1f}"
-    if device.type == "cpu":
-        s += f"; {cpu_model()}; bf16 instructions: {cpu_bf16_native()}; oneDNN bf16: {cpu_bf16_supported()}"
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        s += (f"; {p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2 ** 30:.0f} GiB; CUDA "
-              f"{torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}")
-    return s
+    """One line (:func:`srlib.environment.line`) and the load average now."""
+    from . import environment as env
+    return f"{env.line(env.record(device))}; load average {os.getloadavg()[0]:.1f}"
 
 
 def run_bench(preset="full", out=None, data_root=None, device=None, compile_=False, amp="auto",

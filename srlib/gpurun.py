@@ -29,7 +29,6 @@ in all), and returns at most 8 files of at most 16 MiB (64 MiB together). So the
 import gzip
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -195,26 +194,9 @@ def train_all(commands, logs, deadline, say, limit=None):
 
 
 def environment():
-    """GPU, driver and library versions of this machine."""
-    import torch
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "host": platform.node()}
-    for mod in ("torchvision", "numpy", "skimage", "pandas", "safetensors"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except ImportError:
-            env[mod] = None
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2 ** 30, 1), capability=f"{p.major}.{p.minor}")
-    try:
-        env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                            "--format=csv,noheader"], capture_output=True, text=True,
-                                           timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        env["nvidia_smi"] = None
-    return env
+    """This machine's record (:func:`srlib.environment.record`, with nvidia-smi's line)."""
+    from . import environment as env
+    return env.record(smi=True)
 
 
 def run_device(work, out, grid=GRID, seeds=None, overrides=None, budget_s=330, bench_s=90, reserve_s=25, dry=False,

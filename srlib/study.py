@@ -2,9 +2,7 @@
 
 Notebooks stay thin and call these functions; everything here is reachable from tests.
 """
-import importlib
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from .config import from_saved
 from .data import BENCHMARKS, available, data_root, hr_files, load_eval_set, resolve_datasets
 from .data import project_path  # noqa: F401  (the notebooks call study.project_path)
 from .evaluate import bicubic, evaluate, summarize, write_csv
-from .infer import GENERATOR_FILE, load_generator, pick_device, upscale_array
+from .infer import GENERATOR_FILE, load_generator, upscale_array
 from .io import atomic_write
 from .lock import LOCK_NAME
 from .metrics import to_uint8
@@ -26,16 +24,9 @@ LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention
 
 
 def environment_report(root=None):
-    """Library versions, the device and the data root, one line each."""
-    lines = [f"python {platform.python_version()}"]
-    for mod in ("torch", "torchvision", "numpy", "scipy", "PIL", "skimage", "pandas", "matplotlib", "seaborn"):
-        try:
-            lines.append(f"{mod} {importlib.import_module(mod).__version__}")
-        except ImportError:
-            lines.append(f"{mod} not installed")
-    lines.append(f"device {pick_device()}")
-    lines.append(f"data root {data_root(root).resolve()}" + ("" if data_root(root).is_dir() else " (missing)"))
-    return "\n".join(lines)
+    """Library versions, the device and the data root, one line each (:func:`srlib.environment.report`)."""
+    from . import environment
+    return environment.report(environment.record(), data_root(root))
 
 
 def dataset_summary(names, root=None):
@@ -642,8 +633,8 @@ def plot_distributions(per_image, path=None, protocol="standard", reference="Bic
 
 # one fixed look per method in every panel (Okabe-Ito colours; hollow markers of decreasing size, so that
 # coinciding methods stay visible as concentric shapes); methods not listed take the colorblind palette
-METHOD_STYLE = {"Bicubic": ("#000000", "s", 150), "SRGAN (ours)": ("#D55E00", "o", 120),
-                "Attention (ours)": ("#0072B2", "D", 80), "PSNR baseline (ours)": ("#009E73", "^", 45)}
+METHOD_STYLE = {LABELS["bicubic"]: ("#000000", "s", 150), LABELS["srgan"]: ("#D55E00", "o", 120),
+                LABELS["attention"]: ("#0072B2", "D", 80), LABELS["psnr"]: ("#009E73", "^", 45)}
 PD_MEASURES = {"niqe_live": "NIQE (LIVE model) ↓ more natural", "stlpips_alex": "ST-LPIPS (AlexNet) ↓ closer",
                "niqe_srlib": "NIQE (srlib's fit) ↓ more natural"}
 
