@@ -5,14 +5,15 @@ The public API, imported on first use (``import srlib`` stays light)::
     from srlib import load_upscaler, upscale_image, evaluate, train, make_config
     model, scale = load_upscaler("results/train/attention/generator.safetensors")
 
-Modules: ``srlib.imresize``, ``srlib.metrics``, ``srlib.data``, ``srlib.archs``, ``srlib.losses``,
+Modules: ``srlib.config`` (training settings), ``srlib.cli`` (every command), ``srlib.imresize``,
+``srlib.metrics``, ``srlib.data``, ``srlib.archs``, ``srlib.losses``,
 ``srlib.train``, ``srlib.evaluate``, ``srlib.infer``, ``srlib.upscale``, ``srlib.study``.
 """
 
 __version__ = "0.1.0"
 
 _API = {"load_upscaler": "upscale", "upscale_image": "upscale", "upscale_file": "upscale",
-        "evaluate": "evaluate", "train": "train", "make_config": "train", "data_root": "data"}
+        "evaluate": "evaluate", "train": "train", "make_config": "config", "data_root": "data"}
 __all__ = sorted(_API)
 
 

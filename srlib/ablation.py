@@ -23,7 +23,8 @@ from .data import BENCHMARKS
 from .download import _sha256
 from .infer import GENERATOR_FILE
 from .io import atomic_write
-from .train import build_generator, make_config, train
+from .config import from_saved, make_config
+from .train import build_generator, train
 
 GRID_KEYS = {"common", "seeds", "reference", "primary_endpoint", "variants"}
 OPTIONAL_KEYS = {"contrasts", "reanalysis"}
@@ -83,12 +84,14 @@ def load_grid(path):
     return grid
 
 
-def _config(grid, name, seed):
+def _config(grid, name, seed, **where):
+    """The validated config of variant ``name`` at ``seed``; ``where`` (warmup_dir, data_root, progress) says
+    where it runs, not what it is."""
     common = dict(grid["common"] or {})
     profile = common.pop("profile", "quick")
     overrides = {k: v for k, v in (grid["variants"][name] or {}).items() if k not in TEXT_KEYS}
     model = overrides.pop("model", "attention")
-    return make_config(model, profile, **{**common, **overrides, "seed": seed})
+    return make_config(model, profile, **{**common, **overrides, "seed": seed, **where})
 
 
 def runnable(grid):
@@ -179,8 +182,9 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
     names = [v for v in runnable(grid) if variants is None or v in variants]
     for seed in (grid["seeds"] if seeds is None else seeds):
         for name in names:
-            cfg = _config(grid, name, seed)
-            cfg.warmup_dir, cfg.data_root, cfg.progress = str(Path(runs_dir) / "warmup"), root, progress
+            cfg = _config(grid, name, seed, warmup_dir=str(Path(runs_dir) / "warmup"),
+                          data_root=None if root is None else str(root),
+                          progress=progress)
             folder = run_dir(runs_dir, seed, name)
             print(f"ablation: seed {seed}, {name}", flush=True)
             train(cfg, folder)
@@ -408,7 +412,7 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
                     for n in seeds_for})
         if budget:
             meta = run_dir(folder, complete[0], grid["reference"]) / "meta.json"
-            steps = json.loads(meta.read_text())["config"]["steps"]
+            steps = from_saved(json.loads(meta.read_text())["config"]).steps
             hours = steps * budget["seconds_per_step"] / 3600
             fit = int(budget["hours"] // hours)
             row.update(steps=steps, grid_hours_per_seed=hours, seeds_in_budget=fit,
@@ -592,7 +596,7 @@ def loss_terms(grid, runs_dir):
 
 
 def _cli(args):
-    from .train import parse_overrides
+    from .config import parse_overrides
     grid = load_grid(args.grid)
     overrides = parse_overrides(args.set)
     seeds = args.seeds or grid["seeds"]
@@ -635,21 +639,3 @@ def _parallel(args, seeds):
         log.close()
     print(f"ablation: jobs finished with exit codes {codes}")
     return next((c if c > 0 else 1 for c in codes if c), 0)     # a job killed by a signal has a negative code
-
-
-def add_cli(sub):
-    a = sub.add_parser("ablation", help="train and score the runs of an ablation grid (resumable)")
-    a.add_argument("grid", help="grid file, e.g. configs/ablation_grid.yaml")
-    a.add_argument("--runs", default="runs/ablation", help="runs folder (default: runs/ablation)")
-    a.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the grid's seeds")
-    a.add_argument("--variants", nargs="+", default=None, help="default: every runnable variant")
-    a.add_argument("--datasets", nargs="+", default=list(BENCHMARKS))
-    a.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
-    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override the grid's common fields")
-    a.add_argument("--progress", action="store_true", help="progress bars")
-    a.add_argument("--perceptual-datasets", nargs="*", default=[], metavar="DATASET",
-                   help="also score the perceptual measures on these (e.g. Set5 Set14); default: none")
-    a.add_argument("--niqe-set", default="quick-train", help="HR images NIQE is fitted on (default quick-train)")
-    a.add_argument("--jobs", type=int, default=1, help="processes at once, seeds dealt out among them (GPU)")
-    a.add_argument("--no-score", action="store_true", help="train only; score later (run_all's analysis does)")
-    a.set_defaults(func=_cli)

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from .config import INFERENCE
+
 NORMS = ("group", "batch", "pixel", "none")
 PADDINGS = ("zeros", "reflect")
 ATTENTIONS = ("channel", "none")
@@ -68,7 +70,6 @@ class CalibratedGroupNorm(nn.GroupNorm):
                                       error_msgs)
 
 
-INFERENCE = ("calibrated", "whole")   # GroupNorm with stored training-extent statistics | the input's own
 
 
 def group_norms(model):

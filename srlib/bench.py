@@ -38,7 +38,6 @@ import dataclasses
 import gc
 import math
 import os
-import platform
 import resource
 import statistics
 import time
@@ -48,13 +47,15 @@ import torch
 
 from . import archs
 from .data import DEMO, TrainDataset, hr_files, resolve_datasets
-from .infer import autocast, cpu_bf16_native, cpu_bf16_supported, cpu_model, pick_device, upscale_tensor
+from .environment import cpu_model
+from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
-from .train import build_generator, build_losses, make_config, train_step
+from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
+from .config import make_config
+from .train import build_generator, build_losses, train_step
 
 COLUMNS = ["measurement", "config", "srlib", "naive", "unit", "ratio", "note"]
 DECIMALS = {"steps/s": 3, "GFLOP/step": 1, "TFLOP/s": 3, "crops/s": 1, "x": 1, "MP/s": 3, "MB": 0, "%": 1}
-DEFAULT_PEAK_BF16_TFLOPS = 989.0   # H100 / H200 SXM, bf16 dense (no sparsity)
 TRAIN_SETS = ["T91", "BSD200", "DIV2K"]   # data loading source under --data-root (the quick profile's)
 
 
@@ -386,16 +387,9 @@ def _row(measurement, config, srlib, naive, unit, cost=False, note=""):
 
 
 def environment(device):
-    """One line: device, torch version, threads (and GPU name, capability, CUDA and cuDNN versions)."""
-    s = f"device {device}; torch {torch.__version__}; python {platform.python_version()}; " \
-        f"{torch.get_num_threads()} CPU threads; load average {os.getloadavg()[0]:.1f}"
-    if device.type == "cpu":
-        s += f"; {cpu_model()}; bf16 instructions: {cpu_bf16_native()}; oneDNN bf16: {cpu_bf16_supported()}"
-    if device.type == "cuda":
-        p = torch.cuda.get_device_properties(device)
-        s += (f"; {p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2 ** 30:.0f} GiB; CUDA "
-              f"{torch.version.cuda}; cuDNN {torch.backends.cudnn.version()}")
-    return s
+    """One line (:func:`srlib.environment.line`) and the load average now."""
+    from . import environment as env
+    return f"{env.line(env.record(device))}; load average {os.getloadavg()[0]:.1f}"
 
 
 def run_bench(preset="full", out=None, data_root=None, device=None, compile_=False, amp="auto",
@@ -524,30 +518,3 @@ def _bench_cli(args):
     if args.out:
         print(f"wrote {args.out}")
     return 0
-
-
-def add_cli(sub):
-    b = sub.add_parser("bench", help="measure training, data loading and inference speed against a "
-                                     "straightforward implementation")
-    size = b.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="crop 96 only, fewer steps, no 2048x2048 inference")
-    size.add_argument("--tiny", action="store_true", help="tiny models and inputs: a dry run in seconds")
-    b.add_argument("--out", default=None, help="write the table to this CSV (e.g. results/speed.csv)")
-    b.add_argument("--data-root", default=None,
-                   help="load T91/BSD200/DIV2K from here (default: $SRLIB_DATA, else data/, else the demo images)")
-    b.add_argument("--device", default=None, help="default: CUDA when present, else CPU")
-    b.add_argument("--compile", action="store_true", help="also try torch.compile on srlib's path")
-    b.add_argument("--amp", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="srlib precision: auto = bf16 on CUDA, fp32 and (native bf16 CPUs) bf16 on CPU")
-    b.add_argument("--peak-tflops", type=float, default=None,
-                   help="bf16 dense peak for the fraction-of-peak rows (default on CUDA: $PEAK_BF16_TFLOPS "
-                        f"or {DEFAULT_PEAK_BF16_TFLOPS:g})")
-    b.add_argument("--parts", nargs="+", choices=["train", "data", "inference"],
-                   default=["train", "data", "inference"])
-    b.add_argument("--models", nargs="+", choices=["srgan", "attention"], default=None)
-    b.add_argument("--crops", nargs="+", type=int, default=None)
-    b.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads during the run (default: unchanged; 1 can win on a busy shared CPU)")
-    b.add_argument("--steps", type=int, default=None, help="timed steps per path")
-    b.add_argument("--warmup", type=int, default=None, help="untimed steps per path (>= 1)")
-    b.set_defaults(func=_bench_cli)

@@ -99,20 +99,20 @@ def calibrate_run(folder, root=None):
     (a run trained before calibration existed): the crops come from its own config's training images.
     Also records the calibration and, where missing, the git commit and the training data's digest in
     meta.json and the file's metadata. Returns True when the file was rewritten."""
-    from .data import set_digest
+    from .config import from_saved, plain
+    from .data import git_state, set_digest
     from .infer import GENERATOR_FILE, load_generator, save_generator
-    from .train import TrainConfig, _plain, _write_json, git_state
+    from .io import write_json
     folder = Path(folder)
     model, ckpt = load_generator(folder / GENERATOR_FILE, device="cpu")
     if is_calibrated(model):
         return False
-    fields = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{**fields, "betas": tuple(fields.get("betas", (0.9, 0.999)))})
+    cfg = from_saved(ckpt["config"])
     dataset = training_dataset(ckpt["config"], root)
     calibrate(model, crops(dataset))
     rec = {**record(cfg), "git": git_state(), "when": "after training (run trained before calibration existed)"}
     file_meta = {**ckpt["meta"], "calibration": rec}
-    save_generator(folder / GENERATOR_FILE, model.state_dict(), ckpt["generator"], file_meta, _plain(cfg),
+    save_generator(folder / GENERATOR_FILE, model.state_dict(), ckpt["generator"], file_meta, plain(cfg),
                    ckpt["step"])
     meta_path = folder / "meta.json"
     if meta_path.exists():
@@ -124,7 +124,7 @@ def calibrate_run(folder, root=None):
         if not meta.get("git"):
             meta["provenance_note"] = ("the run predates the recording of its commit; the training data's "
                                        "digest and the commit of its calibration were recorded at calibration")
-        _write_json(meta_path, meta)
+        write_json(meta_path, meta)
     return True
 
 
@@ -133,10 +133,3 @@ def _cli(args):
         done = calibrate_run(folder, args.data_root)
         print(f"{folder}: {'calibrated' if done else 'already calibrated (or no GroupNorm): unchanged'}")
     return 0
-
-
-def add_cli(sub):
-    c = sub.add_parser("calibrate", help="store training-extent GroupNorm statistics in finished runs' generators")
-    c.add_argument("runs", nargs="+", metavar="RUN_FOLDER", help="folders holding generator.safetensors and meta.json")
-    c.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data (the runs' training images)")
-    c.set_defaults(func=_cli)

@@ -25,18 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import BENCHMARKS  # noqa: F401  (srlib.data.BENCHMARKS)
+from .errors import DatasetNotFound  # noqa: F401  (srlib.data.DatasetNotFound)
 from .imcache import cached_images
 from .imresize import degrade
 from .io import ImageError, list_images, read_image_full
 
-BENCHMARKS = ("Set5", "Set14", "BSD100", "Urban100")
 DEMO = "demo"
 DEMO_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 MANIFEST_DIR = Path(__file__).parent / "manifests"
-
-
-class DatasetNotFound(FileNotFoundError):
-    pass
 
 
 def repo_root():
@@ -370,3 +367,19 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return max(0, self.stop - self.start)
+
+
+def git_state():
+    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
+    import subprocess
+    top = repo_root()
+    if top is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")

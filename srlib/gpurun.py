@@ -29,7 +29,6 @@ in all), and returns at most 8 files of at most 16 MiB (64 MiB together). So the
 import gzip
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -39,12 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from .config import GPU_GRID
 from .data import BENCHMARKS, data_root, entries, hr_files, is_manifest, read_checked, repo_root
 from .io import atomic_write, write_image
 from .lock import lock
 
 FORMAT = "srlib-gpu-run 2"            # 2: the grid's runs (seed<s>/<variant>) and the grid file
-GRID = "configs/paper_budget_grid.yaml"   # the profile the GPU run trains: the CPU's paper-budget
+GRID = GPU_GRID                        # the grid the GPU run trains: the CPU's paper-budget
 GRID_FILE = "grid.yaml"               # the grid as trained, in the work folder and the archive
 TRAVEL_LIMIT = 64 * 2 ** 20          # repository + carried paths that reach the GPU machine
 PART_BYTES = 15 * 2 ** 20            # archive part size: files back from the machine are at most 16 MiB
@@ -131,9 +131,9 @@ def check_travel(pack_dir, limit=TRAVEL_LIMIT):
 
 
 def dry_overrides():
-    """--dry: the smoke profile's tiny network and budget (:data:`srlib.train.PROFILES`) over the grid, on the
+    """--dry: the smoke profile's tiny network and budget (:data:`srlib.config.PROFILES`) over the grid, on the
     grid's own (packed) data, on the CPU, without the held-out validation."""
-    from .train import PROFILES
+    from .config import PROFILES
     return {**{k: PROFILES["smoke"][k] for k in DRY_KEYS}, "tune_set": None, "device": "cpu", "num_workers": 0}
 
 
@@ -194,26 +194,9 @@ def train_all(commands, logs, deadline, say, limit=None):
 
 
 def environment():
-    """GPU, driver and library versions of this machine."""
-    import torch
-    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(), "host": platform.node()}
-    for mod in ("torchvision", "numpy", "skimage", "pandas", "safetensors"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except ImportError:
-            env[mod] = None
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2 ** 30, 1), capability=f"{p.major}.{p.minor}")
-    try:
-        env["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                            "--format=csv,noheader"], capture_output=True, text=True,
-                                           timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        env["nvidia_smi"] = None
-    return env
+    """This machine's record (:func:`srlib.environment.record`, with nvidia-smi's line)."""
+    from . import environment as env
+    return env.record(smi=True)
 
 
 def run_device(work, out, grid=GRID, seeds=None, overrides=None, budget_s=330, bench_s=90, reserve_s=25, dry=False,
@@ -482,7 +465,7 @@ def _pack_cli(args):
 
 
 def _train_cli(args):
-    from .train import parse_overrides
+    from .config import parse_overrides
     try:
         run_device(args.work, args.out, args.grid, args.seeds, parse_overrides(args.set), args.budget, args.bench_s,
                    dry=args.dry)
@@ -499,31 +482,3 @@ def _results_cli(args):
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def add_cli(sub):
-    p = sub.add_parser("gpu-pack", help="pack the GPU run's images into a carried data root; check the size")
-    p.add_argument("--out", default="cache/gpu_pack", help="pack folder (ignored by git; carried to the GPU)")
-    p.add_argument("--grid", default=GRID, help=f"the grid whose data is packed (default {GRID})")
-    p.add_argument("--data-root", default=None)
-    p.set_defaults(func=_pack_cli)
-
-    t = sub.add_parser("gpu-train", help="on the GPU: bench, every variant x seed of the grid, the archive")
-    t.add_argument("--work", default="runs/gpu_run", help="work folder; a second call continues its runs")
-    t.add_argument("--out", required=True, help="folder for the archive ($OUT on the device)")
-    t.add_argument("--grid", default=GRID, help=f"grid file (default {GRID}, the CPU's paper-budget)")
-    t.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the grid's")
-    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override the grid's common fields, as `srlib ablation --set` (default: none)")
-    t.add_argument("--budget", type=float, default=330, help="wall seconds of the whole call")
-    t.add_argument("--bench-s", type=float, default=90, help="wall seconds the bench may take at most")
-    t.add_argument("--dry", action="store_true", help="the smoke profile's tiny settings on the CPU")
-    t.set_defaults(func=_train_cli)
-
-    r = sub.add_parser("gpu-results", help="score a gpu-train archive's runs as the ablation; write results/gpu")
-    r.add_argument("archive", help="gpu_run.tar.gz, its first .partNN, or the folder holding them")
-    r.add_argument("--results", default="results/gpu")
-    r.add_argument("--work", default="runs/gpu", help="unpacked here (its runs/: the grid's runs folder)")
-    r.add_argument("--datasets", nargs="+", default=list(BENCHMARKS))
-    r.add_argument("--data-root", default=None)
-    r.set_defaults(func=_results_cli)

@@ -20,18 +20,16 @@ import pickle
 import torch
 
 from .archs import build_generator, group_norms, is_calibrated, set_inference
+from .config import PRECISIONS
+from .errors import CheckpointError  # noqa: F401  (srlib.infer.CheckpointError)
 from .data import to_tensor
+from .environment import CPU_BF16_FLAGS, cpu_bf16_native, cpu_model  # noqa: F401 (re-exported)
 from .io import atomic_write
 
 FORMAT = "srlib-checkpoint-v1"
 GENERATOR_FORMAT = "srlib-generator-v1"
 GENERATOR_FILE = "generator.safetensors"
-PRECISIONS = ("auto", "fp32", "bf16")
 RECONSTRUCT_OVERLAP = 8   # LR px between tiles of a generator's upsampling part (receptive field +-3 LR px)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file."""
 
 
 def pick_device(device=None):
@@ -39,35 +37,6 @@ def pick_device(device=None):
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_bf16_native(cpuinfo="/proc/cpuinfo"):
-    """The CPU itself has bf16 instructions (AMX or AVX512-BF16), read from its flags (Linux); False when
-    they cannot be read. Unlike :func:`cpu_bf16_supported`, this ignores what oneDNN can emulate."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return any(flag in line.split() for flag in CPU_BF16_FLAGS)
-    except OSError:
-        pass
-    return False
-
-
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    """The CPU's model name (Linux), else what platform reports."""
-    import platform
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_bf16_supported():

@@ -18,6 +18,7 @@ read-only arrays). Bad files raise :class:`ImageError` with a one-line message n
 cannot be written (disk full, permission denied, read-only file system) raises :class:`WriteError`, naming it.
 """
 import errno
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -160,3 +161,8 @@ def write_image(path, img, fmt=None):
     pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
     fmt = fmt or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
     return atomic_write(path, lambda f: pil.save(f, format=fmt))
+
+
+def write_json(path, obj):
+    """``obj`` as indented, key-sorted JSON at ``path``, atomically."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-ADV_WEIGHT = 1e-3      # adversarial term, SRGAN and the paper
+from .config import ADV_WEIGHT, ADVERSARIAL  # noqa: F401
+
 VGG_WEIGHT = 6e-3      # perceptual term, reference implementation
 TV_WEIGHT = 2e-8       # total variation term, reference implementation
 VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16 weights
@@ -64,7 +65,6 @@ class L1Loss(GeneratorLoss):
         return {"pixel": F.l1_loss(sr, hr)}
 
 
-ADVERSARIAL = ("saturating", "nonsaturating")
 
 
 def adversarial_term(fake_prob, kind="saturating"):

@@ -25,7 +25,7 @@ class DataMissing(RuntimeError):
 def profile_datasets(config_path):
     """Dataset names the run_all config ``config_path`` reads, in order (manifests stay as names)."""
     import yaml
-    from .train import PROFILES, TrainConfig
+    from .config import PROFILES, TrainConfig
     config = yaml.safe_load(Path(config_path).read_text()) or {}
     common = config.get("common") or {}
     train = {**TrainConfig().__dict__, **PROFILES[common.get("profile", "quick")]}
@@ -43,7 +43,7 @@ def profile_weights(config_path):
     """The torchvision weights a run_all profile can use: VGG16 and AlexNet, except for profiles whose VGG16
     is random-init on purpose (smoke, the demo)."""
     import yaml
-    from .train import PROFILES, TrainConfig
+    from .config import PROFILES, TrainConfig
     common = (yaml.safe_load(Path(config_path).read_text()) or {}).get("common") or {}
     train = {**TrainConfig().__dict__, **PROFILES[common.get("profile", "quick")]}
     return [] if train["vgg_weights"] == "random" else ["vgg16", "alexnet"]
@@ -149,11 +149,3 @@ def _cli(args):
         print(f"error: {e}", file=sys.stderr)
         return 3
     return 0
-
-
-def add_cli(sub):
-    p = sub.add_parser("prepare", help="check (and fetch) every dataset a run_all profile needs")
-    p.add_argument("config", help="a run_all config, e.g. configs/quick.yaml")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--check-only", action="store_true", help="only report what is missing")
-    p.set_defaults(func=_cli)

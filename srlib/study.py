@@ -2,19 +2,18 @@
 
 Notebooks stay thin and call these functions; everything here is reachable from tests.
 """
-import importlib
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import reference
+from .config import from_saved
 from .data import BENCHMARKS, available, data_root, hr_files, load_eval_set, resolve_datasets
 from .data import project_path  # noqa: F401  (the notebooks call study.project_path)
 from .evaluate import bicubic, evaluate, summarize, write_csv
-from .infer import GENERATOR_FILE, load_generator, pick_device, upscale_array
+from .infer import GENERATOR_FILE, load_generator, upscale_array
 from .io import atomic_write
 from .lock import LOCK_NAME
 from .metrics import to_uint8
@@ -25,16 +24,9 @@ LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention
 
 
 def environment_report(root=None):
-    """Library versions, the device and the data root, one line each."""
-    lines = [f"python {platform.python_version()}"]
-    for mod in ("torch", "torchvision", "numpy", "scipy", "PIL", "skimage", "pandas", "matplotlib", "seaborn"):
-        try:
-            lines.append(f"{mod} {importlib.import_module(mod).__version__}")
-        except ImportError:
-            lines.append(f"{mod} not installed")
-    lines.append(f"device {pick_device()}")
-    lines.append(f"data root {data_root(root).resolve()}" + ("" if data_root(root).is_dir() else " (missing)"))
-    return "\n".join(lines)
+    """Library versions, the device and the data root, one line each (:func:`srlib.environment.report`)."""
+    from . import environment
+    return environment.report(environment.record(), data_root(root))
 
 
 def dataset_summary(names, root=None):
@@ -74,7 +66,8 @@ def plot_samples(dataset, root=None, n=3, path=None):
 def train_run(model, profile, runs_dir, data_root=None, seed=0, overrides=None, force=False, run_name=None):
     """Train (or reuse) one model of the study in ``runs_dir/<run_name or model>``; the L1 warm-up is shared
     per architecture through ``runs_dir/warmup``. Returns (config, run folder, meta)."""
-    from .train import make_config, train
+    from .config import make_config
+    from .train import train
     overrides = dict(overrides or {})
     overrides.setdefault("warmup_dir", str(Path(runs_dir) / "warmup"))
     cfg = make_config(model, profile, seed=seed, data_root=data_root, **overrides)
@@ -108,9 +101,9 @@ def plot_history(csv_paths, path=None):
     sets = {"val": [], "tune": []}
     for p in csv_paths.values():
         meta = Path(p).parent / "meta.json"
-        cfg = json.loads(meta.read_text())["config"] if meta.exists() else {}
+        cfg = from_saved(json.loads(meta.read_text())["config"]) if meta.exists() else None
         for key in sets:
-            name = cfg.get(f"{key}_set")
+            name = getattr(cfg, f"{key}_set", None)
             if name and name not in sets[key]:
                 sets[key].append(name)
     names = {k: ", ".join(v) or "(unnamed)" for k, v in sets.items()}
@@ -362,24 +355,25 @@ def model_card(run_dir, summary):
     """Markdown model card of one trained run: data, steps, recipe, scores (from ``summary``), limits."""
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
-    cfg, model = meta["config"], meta["config"]["model"]
+    cfg = from_saved(meta["config"])
+    model = cfg.model
     label = LABELS[model]
     hist = pd.read_csv(run_dir / "metrics.csv")
     shared = hist[hist.shared.notna() & (hist.shared != "")]
-    warm = int(shared.step.max()) if len(shared) else cfg.get("warmup_steps", 0)
+    warm = int(shared.step.max()) if len(shared) else cfg.warmup_steps
     lines = [f"# {label}: x4 super-resolution generator (srlib)", "",
              f"- File: `{GENERATOR_FILE}` ({meta['generator']['arch']} generator, {meta['parameters_G']:,} "
              f"parameters; the sha256 of its tensors is in its metadata and checked on load).",
              f"- Load: `srlib.load_upscaler('{run_dir.name}/{GENERATOR_FILE}')`, or `python -m srlib upscale "
              f"IMAGE --checkpoint ...`.",
-             f"- Data: {', '.join(cfg['train_sets'])} ({meta.get('train_images', '?')} images), HR crops of "
-             f"{cfg['crop']} px, batch {cfg['batch_size']}, LR by {cfg['degradation']} bicubic x{cfg['scale']}.",
+             f"- Data: {', '.join(cfg.train_sets)} ({meta.get('train_images', '?')} images), HR crops of "
+             f"{cfg.crop} px, batch {cfg.batch_size}, LR by {cfg.degradation} bicubic x{cfg.scale}.",
              f"- Steps: {meta['steps_done']} generator steps: {warm} L1 warm-up "
              + ("(shared with the other runs of this architecture), " if len(shared) else "")
              + f"then {meta['steps_done'] - warm} of its own loss ({'L1' if model == 'psnr' else 'the GAN loss'}).",
-             f"- Recipe: Adam betas {tuple(cfg['betas'])}; warm-up lr {cfg['lr_warmup']:g}, then G {cfg['lr_g']:g}"
-             + (f" and D {cfg['lr_d']:g}" if model != "psnr" else "") + f", {cfg['schedule']} per phase; EMA "
-             f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg['seed']}.",
+             f"- Recipe: Adam betas {cfg.betas}; warm-up lr {cfg.lr_warmup:g}, then G {cfg.lr_g:g}"
+             + (f" and D {cfg.lr_d:g}" if model != "psnr" else "") + f", {cfg.schedule} per phase; EMA "
+             f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg.seed}.",
              "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
                            "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
              f"- Provenance: {provenance(meta)}",
@@ -639,8 +633,8 @@ def plot_distributions(per_image, path=None, protocol="standard", reference="Bic
 
 # one fixed look per method in every panel (Okabe-Ito colours; hollow markers of decreasing size, so that
 # coinciding methods stay visible as concentric shapes); methods not listed take the colorblind palette
-METHOD_STYLE = {"Bicubic": ("#000000", "s", 150), "SRGAN (ours)": ("#D55E00", "o", 120),
-                "Attention (ours)": ("#0072B2", "D", 80), "PSNR baseline (ours)": ("#009E73", "^", 45)}
+METHOD_STYLE = {LABELS["bicubic"]: ("#000000", "s", 150), LABELS["srgan"]: ("#D55E00", "o", 120),
+                LABELS["attention"]: ("#0072B2", "D", 80), LABELS["psnr"]: ("#009E73", "^", 45)}
 PD_MEASURES = {"niqe_live": "NIQE (LIVE model) ↓ more natural", "stlpips_alex": "ST-LPIPS (AlexNet) ↓ closer",
                "niqe_srlib": "NIQE (srlib's fit) ↓ more natural"}
 

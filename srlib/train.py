@@ -36,19 +36,14 @@ Models: 'srgan' (SRGAN generator, SRGAN loss), 'attention' (the paper's generato
 """
 import contextlib
 import copy
-import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
 import platform
 import random
 import time
-import types
-import typing
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,192 +52,17 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from . import archs, calibration, losses
-from .data import StepSampler, TrainDataset, eval_digest, load_eval_set, repo_root, resolve_datasets, set_digest
+from .config import (MODELS, PROFILES, WARMUP_MODEL, TrainConfig, make_config, parse_overrides,  # noqa: F401
+                     plain, warmup_config, warmup_run_dir)
+from .errors import RunInterrupted, TrainingDiverged  # noqa: F401  (srlib.train.TrainingDiverged)
+from .data import (StepSampler, TrainDataset, eval_digest, git_state, load_eval_set,
+                   resolve_datasets, set_digest)
 from .infer import (FORMAT, GENERATOR_FILE, PRECISIONS, CheckpointError, autocast, cpu_bf16_native, cpu_model,
                     load_checkpoint, load_generator, pick_device, save_checkpoint, save_generator, state_hash,
                     upscale_array)
-from .io import WriteError, atomic_write, mib
+from .io import WriteError, atomic_write, mib, write_json
 from .lock import lock
 from .metrics import image_scores
-
-MODELS = {  # model -> (generator arch, generator loss)
-    "srgan": ("srgan", "srgan"),
-    "attention": ("attention", "paper"),
-    "psnr": ("attention", "l1"),
-}
-WARMUP_MODEL = {"attention": "psnr", "srgan": "srgan"}   # the run that holds an architecture's shared warm-up
-
-
-@dataclass
-class TrainConfig:
-    model: str = "attention"            # 'srgan' | 'attention' | 'psnr'
-    scale: int = 4                      # upscaling factor
-    n_blocks: int = 5                   # residual blocks; 5 as the reference SRGAN code (16: Ledig's depth)
-    n_feats: int = 64                   # trunk channels
-    generator: dict = field(default_factory=dict)  # extra AttentionGenerator args (norm, attention, ...)
-    train_sets: list = field(default_factory=lambda: ["DIV2K"])  # datasets, folders or manifests
-    val_set: str = "Set5"               # validated every val_every steps (both protocols)
-    tune_set: str | None = None         # held-out split that chose the recipe, validated beside val_set
-    val_images: int = 0                 # 0: all images of val_set
-    data_root: str | None = None        # None: $SRLIB_DATA, else ./data
-    cache_dir: str | None = None        # None: training images decoded into RAM at each start; a folder
-                                        # (never in the data root): decoded once into a shared memory map
-    crop: int = 128                     # HR crop (the paper: 128)
-    batch_size: int = 16                # the paper: 16
-    repeat: int = 1                     # crops per training image per epoch (an epoch only orders crops)
-    degradation: str = "pil"            # LR of training crops: 'pil' (reference code) or 'matlab'
-    steps: int = 5000                   # generator steps in all; the paper's 100 epochs of 800 / 16
-    warmup_steps: int = 0               # phase 1: L1 only, no discriminator
-    val_every: int = 50                 # steps between validations and checkpoints (and at phase ends)
-    lr_warmup: float = 1e-3             # peak learning rate of the warm-up
-    lr_g: float = 1e-3                  # peak learning rate of G in the main phase (Adam defaults, as the
-    lr_d: float = 1e-3                  # reference code)
-    schedule: str = "constant"          # per phase: 'constant' | 'cosine' (from the peak to eta_min)
-    eta_min: float = 0.0
-    betas: tuple = (0.9, 0.999)
-    adversarial: str = "saturating"     # the paper loss's adversarial term: 'saturating' mean(1 - D(sr)) |
-                                        # 'nonsaturating' mean(-log D(sr)) (srlib.losses.adversarial_term)
-    adv_weight: float = 1e-3            # its weight (the paper: 0.001)
-    ema_decay: float = 0.0              # EMA of G's weights (0: off); validated and exported when on
-    warmup_dir: str | None = None       # shared warm-ups live here, one per architecture and config
-    init_from: str | None = None        # checkpoint whose generator weights start this run
-    vgg_weights: str = "auto"           # 'auto' (torchvision cache) | 'random' | path to a state dict
-    vgg_on_missing: str = "error"       # ImageNet VGG16 absent: 'error' | 'random' (random-init VGG16) |
-                                        # 'drop' (no perceptual term; recorded in meta.json)
-    seed: int = 0
-    num_workers: int | None = None      # DataLoader workers per process; None: 0 on CPU (the 2 cores are
-                                        # busy training), min(4, cores // processes) on CUDA
-    device: str | None = None           # None: CUDA when present, else CPU
-    channels_last: bool = True
-    amp: str = "auto"                   # 'auto': bf16 autocast on CUDA and on a CPU with native bf16 (AMX or
-                                        # AVX512-BF16, from its flags), fp32 elsewhere | 'fp32' | 'bf16'
-    progress: bool = True               # tqdm progress bars
-
-    @property
-    def arch(self):
-        return MODELS[self.model][0]
-
-    @property
-    def loss(self):
-        return MODELS[self.model][1]
-
-
-# Profiles are plain data: overrides of TrainConfig's defaults (which are the paper's settings).
-PROFILES = {
-    # seconds: tests and notebook regression. Tiny network, the scikit-image demo images.
-    "smoke": dict(n_blocks=1, n_feats=16, train_sets=["demo"], val_set="demo", val_images=2, crop=32, repeat=4,
-                  batch_size=4, steps=6, warmup_steps=2, val_every=2, lr_warmup=1e-4, lr_g=1e-4, lr_d=1e-4,
-                  degradation="matlab", vgg_weights="random", amp="fp32", progress=False),
-    # The CPU reproduction (2 cores, bf16 autocast where the CPU has it). Seed 0, fixed before tuning; the
-    # recipe was chosen on the held-out split quick-holdout (10 BSD200 images, never trained on; bicubic
-    # 26.19 dB there), never on the benchmarks. Measured 2026-11-30 on a 2-core AMD EPYC (AVX512-BF16):
-    # - L1 warm-up, Adam betas (0.9, 0.99), cosine to 0 over 1,000 steps, raw weights, held-out PSNR:
-    #   lr 1e-3: 25.38 dB at step 500, 26.21 at 1,000; lr 5e-4: 25.28 and 25.92. So lr_warmup 1e-3.
-    # - EMA of G (decay 0.999, bias-corrected) at the same points: 24.17 / 25.47 (lr 1e-3), 24.19 / 25.18
-    #   (5e-4): 0.7-1.2 dB below the raw weights at this budget (cosine to 0 already settles the weights),
-    #   so the EMA is off here (ema_decay=0); it stays available for longer runs.
-    # - Step costs, batch 16, crop 96, bf16: L1 0.47 s (attention) / 0.36 s (SRGAN); GAN step 1.13 s
-    #   (attention) / 1.03 s (SRGAN without its perceptual term). With a random VGG16 the perceptual term
-    #   held 1.2e-3 of the generator's gradient norm (trained SRGAN G and D, a quick-train batch, fp32)
-    #   while VGG16 cost about 40% of an SRGAN step,
-    #   so without ImageNet weights it is dropped (vgg_on_missing='drop', recorded in meta.json).
-    # - Budget: the warm-up is shared per architecture (run once), so long warm-ups are cheap and GAN steps
-    #   dear: 3,000 L1 warm-up steps, then 400 steps of each model's own loss (psnr: L1 again) with their
-    #   own cosine from lr_g 1e-4: 3,400 generator steps per model, about an hour of training in all.
-    "quick": dict(train_sets=["quick-train"], tune_set="quick-holdout", val_set="Set5", crop=96, batch_size=16,
-                  degradation="matlab", steps=3400, warmup_steps=3000, val_every=250, lr_warmup=1e-3,
-                  lr_g=1e-4, lr_d=1e-4, schedule="cosine", betas=(0.9, 0.99), ema_decay=0.0,
-                  vgg_on_missing="drop", seed=0),
-    # The paper's schedule for a GPU: DIV2K, batch 16, crop 128, 100 epochs (5,000 steps) from scratch,
-    # Adam defaults, PIL degradation as the reference code, validation every epoch. Stops if ImageNet VGG16
-    # weights are missing (SRGAN loss).
-    "paper": dict(train_sets=["DIV2K"], val_set="Set5", crop=128, batch_size=16, steps=5000, val_every=50,
-                  degradation="pil"),
-}
-
-
-def _coerce(name, value, kind):
-    """``value`` as the config field's type ``kind``, or ValueError naming the field."""
-    def bad(what):
-        return ValueError(f"config {name}={value!r}: {what}")
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        if value is None:
-            return None
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
-    if kind is list:
-        if isinstance(value, str):
-            return [value]           # --set train_sets=DIV2K: one dataset, not a list of letters
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        raise bad("expected a list")
-    if kind is tuple:
-        if isinstance(value, (list, tuple)):
-            try:
-                return tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                raise bad("expected numbers") from None
-        raise bad("expected a list of numbers")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise bad("expected true or false")
-    if kind in (int, float):
-        if isinstance(value, bool):
-            raise bad("is not a number")
-        try:
-            number = float(value)    # YAML 1.1 reads '1e-4' as text
-        except (TypeError, ValueError):
-            raise bad("is not a number") from None
-        if kind is int:
-            if number != int(number):
-                raise bad("expected an integer")
-            return int(number)
-        return number
-    if kind is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)        # e.g. a dataset folder named 2024
-        if not isinstance(value, str):
-            raise bad("expected text")
-        return value
-    if kind is dict and not isinstance(value, dict):
-        raise bad("expected a mapping")
-    return value
-
-
-def make_config(model="attention", profile="quick", **overrides):
-    """A :class:`TrainConfig` from a profile, with field-by-field overrides; unknown keys and values of
-    the wrong type are errors (a bare string for a list field is a one-element list)."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {list(MODELS)}")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {list(PROFILES)}")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    bad = set(overrides) - set(fields)
-    if bad:
-        raise ValueError(f"unknown config keys {sorted(bad)}; valid keys: {sorted(fields)}")
-    hints = typing.get_type_hints(TrainConfig)
-    values = {k: _coerce(k, v, hints[k]) for k, v in {**PROFILES[profile], **overrides}.items()}
-    cfg = TrainConfig(model=model, **values)
-    if cfg.amp not in PRECISIONS:
-        raise ValueError(f"config amp={cfg.amp!r}: choose from {list(PRECISIONS)}")
-    if cfg.schedule not in ("constant", "cosine"):
-        raise ValueError(f"config schedule={cfg.schedule!r}: choose 'constant' or 'cosine'")
-    if cfg.vgg_on_missing not in ("error", "random", "drop"):
-        raise ValueError(f"config vgg_on_missing={cfg.vgg_on_missing!r}: choose 'error', 'random' or 'drop'")
-    if not 0 <= cfg.warmup_steps <= cfg.steps or cfg.val_every < 1:
-        raise ValueError(f"config: need 0 <= warmup_steps ({cfg.warmup_steps}) <= steps ({cfg.steps}) "
-                         f"and val_every ({cfg.val_every}) >= 1")
-    if cfg.adversarial not in losses.ADVERSARIAL:
-        raise ValueError(f"config adversarial={cfg.adversarial!r}: choose from {list(losses.ADVERSARIAL)}")
-    if (cfg.adversarial, cfg.adv_weight) != ("saturating", losses.ADV_WEIGHT) and cfg.loss != "paper":
-        raise ValueError(f"config adversarial/adv_weight apply to the paper's loss (model 'attention'), not "
-                         f"to model {cfg.model!r}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ValueError(f"config ema_decay={cfg.ema_decay}: must be in [0, 1)")
-    return cfg
-
 
 def training_precision(amp, device):
     """'fp32' or 'bf16' for training: 'auto' is bf16 on CUDA and on a CPU with native bf16."""
@@ -252,14 +72,6 @@ def training_precision(amp, device):
         return amp
     device = torch.device(device)
     return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_native()) else "fp32"
-
-
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says where the run stopped and how to resume it."""
 
 
 def build_generator(cfg):
@@ -419,10 +231,6 @@ def _write_csv(path, history):
     atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
-def _write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
-
-
 def phases(cfg):
     """[(name, first step, end step, peak lr)]: 'warmup' (L1) when warmup_steps > 0, then the main phase
     ('gan' for GAN models, 'l1' for psnr) when steps > warmup_steps."""
@@ -451,21 +259,6 @@ def _boundaries(cfg):
     if cfg.warmup_steps:
         marks.add(cfg.warmup_steps)
     return sorted(marks)
-
-
-def warmup_config(cfg):
-    """The config of the shared warm-up run for ``cfg``'s architecture (ends after its warm-up phase).
-    Fields that act only in the main phase take their defaults, so runs that differ only there share it."""
-    d = TrainConfig()
-    return dataclasses.replace(cfg, model=WARMUP_MODEL[cfg.arch], steps=cfg.warmup_steps, warmup_dir=None,
-                               init_from=None, lr_g=d.lr_g, lr_d=d.lr_d, adversarial=d.adversarial,
-                               adv_weight=d.adv_weight, vgg_weights=d.vgg_weights,
-                               vgg_on_missing=d.vgg_on_missing)
-
-
-def warmup_run_dir(cfg):
-    key = hashlib.sha256(json.dumps(_plain(warmup_config(cfg)), sort_keys=True).encode()).hexdigest()[:8]
-    return Path(cfg.warmup_dir) / f"{cfg.arch}-{key}"
 
 
 def _world():
@@ -538,12 +331,12 @@ def _train(cfg, out, resume, force):
     start, history, ckpt = 0, [], None
     if resume and not force and meta_path.exists():
         done = json.loads(meta_path.read_text())
-        if done.get("config") == _plain(cfg) and vgg16_now_available(cfg, done):   # finished or not
+        if done.get("config") == plain(cfg) and vgg16_now_available(cfg, done):   # finished or not
             warnings.warn(f"!!! {out}: an SRGAN run without ImageNet VGG16 ({done['vgg']}), and the weights are "
                           f"now at {vgg16_path(cfg)}: training it again, with its perceptual term !!!",
                           RuntimeWarning, stacklevel=3)
             force = True
-        elif done.get("status") == "complete" and done.get("config") == _plain(cfg):
+        elif done.get("status") == "complete" and done.get("config") == plain(cfg):
             if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
                 _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
@@ -556,12 +349,12 @@ def _train(cfg, out, resume, force):
         except CheckpointError as e:
             raise CheckpointError(f"{e}; the run cannot resume from it: --force (force=True) restarts it from "
                                   f"step 0") from None
-        saved = {**_plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
+        saved = {**plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
         if "step" not in ckpt:
             raise ValueError(f"{ckpt_path}: an epoch-based checkpoint of an older srlib; use force=True to "
                              f"retrain or another out_dir")
-        if saved != _plain(cfg):
-            diff = {k: (saved.get(k), v) for k, v in _plain(cfg).items() if saved.get(k) != v}
+        if saved != plain(cfg):
+            diff = {k: (saved.get(k), v) for k, v in plain(cfg).items() if saved.get(k) != v}
             raise ValueError(f"{ckpt_path}: config differs from the checkpoint's {diff}; use force=True "
                              f"to restart or another out_dir")
         start, history = ckpt["step"], ckpt["history"]
@@ -577,7 +370,7 @@ def _train(cfg, out, resume, force):
     main_steps = cfg.steps > cfg.warmup_steps
     D = archs.Discriminator() if cfg.loss != "l1" and main_steps else None
     crit, warm_crit, vgg_note = build_losses(cfg) if main_steps else (None, losses.L1Loss(), "not used")
-    meta = {"format": FORMAT, "config": _plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
+    meta = {"format": FORMAT, "config": plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
             "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(),
             "torch": torch.__version__, "python": platform.python_version(),
             "run_name": out.name, "ema": cfg.ema_decay or "off",
@@ -741,16 +534,16 @@ def _train(cfg, out, resume, force):
                      "D": D.state_dict() if D is not None else None, "opt_G": opt_g.state_dict(),
                      "opt_D": opt_d.state_dict() if opt_d is not None else None,
                      "ema": ema.state_dict() if ema is not None else None, "step": step, "phase": name,
-                     "config": _plain(cfg), "history": history, "rng": _rng_state(),
+                     "config": plain(cfg), "history": history, "rng": _rng_state(),
                      "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
             # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
             # files written before it are rewritten; a finished checkpoint means everything else is current
-            save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], _plain(cfg), step)
+            save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], plain(cfg), step)
             _write_csv(csv_path, history)
             meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
                         train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
                         final=row)
-            _write_json(meta_path, meta)
+            write_json(meta_path, meta)
             save_checkpoint(ckpt_path, state)
             saved = step
             if world > 1:
@@ -792,22 +585,6 @@ def _write_advice(e, ckpt_path, saved, force):
     else:
         fix = f"make {ckpt_path.parent} writable"
     return f"{kept}; {fix}, then {_resume_hint(saved, force)}"
-
-
-def git_state():
-    """The commit of the repository that holds srlib, with '+dirty' when tracked files differ; None outside one."""
-    import subprocess
-    top = repo_root()
-    if top is None:
-        return None
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=top, capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 def _export(path, ckpt, meta):
@@ -873,32 +650,6 @@ def _progress(cfg, total, desc):
 
 # Fields added after runs were committed: left out of a config's plain form while at these defaults, so
 # that the committed runs (and their shared warm-ups' hashed folders) still match their configs.
-LATER_FIELDS = {"adversarial": "saturating", "adv_weight": 1e-3}
-
-
-def _plain(cfg):
-    d = dataclasses.asdict(cfg)
-    d["betas"] = list(d["betas"])
-    for k in ("progress", "device", "num_workers", "data_root", "warmup_dir", "cache_dir"):   # where, not what
-        d.pop(k)
-    for k, default in LATER_FIELDS.items():
-        if d[k] == default:
-            d.pop(k)
-    return d
-
-
-def parse_overrides(pairs):
-    """``['lr_g=1e-4', 'train_sets=[T91]']`` -> typed dict (values parsed as YAML)."""
-    import yaml
-    out = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise ValueError(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
-
-
 def _train_cli(args):
     overrides = parse_overrides(args.set)
     if args.data_root:
@@ -912,21 +663,3 @@ def _train_cli(args):
           f"PSNR {f.get('psnr', math.nan):.2f} dB / SSIM {f.get('ssim', math.nan):.4f} (standard), "
           f"{f.get('psnr_paper', math.nan):.2f} / {f.get('ssim_paper', math.nan):.4f} (paper); VGG: {meta['vgg']}")
     return 0
-
-
-def add_cli(sub):
-    t = sub.add_parser("train", help="train SRGAN, the attention model or the PSNR baseline", epilog=(
-        "One writer per --out: a second process training into the same folder stops at once with exit status "
-        "75, naming the holder (pid, host, start time); a run waits for a shared warm-up another run is "
-        "writing. Ctrl-C (exit 130), a full disk or a permission denied (74) and a corrupt checkpoint (2) "
-        "are one-line errors that say what is intact and how to resume; `python -m srlib --debug train ...` "
-        "(or SRLIB_DEBUG=1) adds the traceback."))
-    t.add_argument("--model", choices=list(MODELS), required=True)
-    t.add_argument("--profile", choices=list(PROFILES), default="quick")
-    t.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.csv, meta.json)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out (the default)")
-    t.add_argument("--force", action="store_true", help="start over even if --out holds a run")
-    t.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. lr_g=1e-4")
-    t.add_argument("--data-root", default=None)
-    t.set_defaults(func=_train_cli)
-

@@ -38,7 +38,6 @@ written atomically (temporary file, then rename). Conversions:
 An input file is never overwritten: an output path that is one of the inputs is refused with an error.
 Bad inputs are reported one line each (``error: <path>: <problem>``) and the other files still run.
 """
-import argparse
 import glob
 import os
 import sys
@@ -49,11 +48,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .config import DEFAULT_TILE
 from .imresize import imresize
-from .infer import PRECISIONS, CheckpointError, load_generator, pick_device, upscale_array
+from .infer import CheckpointError, load_generator, pick_device, upscale_array
 from .io import IMAGE_EXTENSIONS, ImageError, list_images, read_image_full, samples_to_uint8, write_image
 
-DEFAULT_TILE = 256                          # LR pixels per tile side; 0 = whole image
 LUMA = np.array([0.299, 0.587, 0.114])      # PIL convert('L') weights (BT.601)
 ROWS = 256                                  # output rows converted at a time (bounds float64 copies)
 
@@ -247,35 +246,6 @@ def upscale_files(inputs, out_dir, checkpoint, tile=DEFAULT_TILE, device=None, s
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def _tile_size(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0 (0 disables tiling)")
-    return value
-
-
-def _add_arguments(p):
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders (their images) or glob patterns")
-    p.add_argument("-o", "--out-dir", required=True, help="folder for the PNG outputs (created if needed)")
-    p.add_argument("--checkpoint", required=True, help="srlib checkpoint (.pt) of the generator")
-    p.add_argument("--tile", type=_tile_size, default=DEFAULT_TILE,
-                   help=f"tile side in LR pixels, bounds memory (default {DEFAULT_TILE}; 0 = whole image)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
-    p.add_argument("--suffix", default=None, help="added to each output name (default _x<scale>)")
-    p.add_argument("--arch", choices=["srgan", "attention"], default=None,
-                   help="refuse a checkpoint of another generator")
-    p.add_argument("--scale", type=int, default=None, help="refuse a checkpoint of another scale")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on CUDA, fp32 on CPU; bf16: also on CPU (fast with AMX / AVX512-BF16)")
-    p.add_argument("--low-memory", action="store_true",
-                   help="attention generator: run it entirely in tiles (memory bounded by --tile); its "
-                        "calibrated GroupNorm is local, only channel attention then sees one tile at a time")
-    p.add_argument("--inference", choices=["calibrated", "whole"], default="calibrated",
-                   help="calibrated (default, as scoring): GroupNorm with the statistics stored at the training "
-                        "extent; whole: each image's own statistics (colours shift; for comparison)")
-    p.set_defaults(func=_run)
-
-
 def _run(args):
     """Exit code: 0 all done, 1 some input failed, 2 checkpoint or device problem (nothing processed)."""
     try:
@@ -290,19 +260,10 @@ def _run(args):
     return 1 if errors else 0
 
 
-def add_cli(sub):
-    """Register the ``upscale`` sub-command of ``python -m srlib``."""
-    p = sub.add_parser("upscale", help="upscale your own images with a checkpoint",
-                       description=__doc__.splitlines()[0])
-    _add_arguments(p)
-
-
 def main(argv=None):
-    """Entry point of the ``srlib-upscale`` console script."""
-    p = argparse.ArgumentParser(prog="srlib-upscale", description=__doc__.splitlines()[0])
-    _add_arguments(p)
-    args = p.parse_args(argv)
-    return args.func(args)
+    """Entry point of the ``srlib-upscale`` console script (its parser is :func:`srlib.cli.upscale_arguments`)."""
+    from .cli import upscale_main
+    return upscale_main(argv)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,3 @@ def _cli(args):
     print(f"verify: {len(rows) - len(bad)} of {len(rows)} cells of {args.results}/table1.csv reproduced"
           + (f"; not checked (no data): {', '.join(skipped)}" if skipped else ""))
     return 1 if len(bad) else 0
-
-
-def add_cli(sub):
-    p = sub.add_parser("verify", help="re-score the committed generators and compare with results/table1.csv")
-    p.add_argument("--results", default="results")
-    p.add_argument("--datasets", nargs="+", default=None, help="default: every dataset of table1.csv at hand")
-    p.add_argument("--data-root", default=None)
-    p.set_defaults(func=_cli)

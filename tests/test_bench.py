@@ -96,7 +96,7 @@ def test_run_bench_tiny_table_and_csv(tmp_path):
 
 def test_cli_registers_bench():
     args = build_parser().parse_args(["bench", "--quick", "--out", "speed.csv", "--device", "cpu"])
-    assert args.func is bench._bench_cli and args.quick and not args.compile and args.amp == "auto"
+    assert args.handler == "srlib.bench:_bench_cli" and args.quick and not args.compile and args.amp == "auto"
 
 
 def test_precisions():

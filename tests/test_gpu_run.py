@@ -15,7 +15,8 @@ import yaml
 
 from srlib import ablation, gpurun
 from srlib.cli import main
-from srlib.train import PROFILES, _plain, warmup_run_dir
+from srlib.config import PROFILES, warmup_run_dir
+from srlib.config import plain as _plain
 
 REPO = Path(__file__).resolve().parent.parent
 GRID = REPO / gpurun.GRID

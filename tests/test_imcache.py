@@ -9,7 +9,8 @@ from PIL import Image
 
 from srlib import data
 from srlib.data import TrainDataset
-from srlib.train import _plain, make_config
+from srlib.config import make_config
+from srlib.config import plain as _plain
 
 
 def write_set(root, sizes, seed=0):

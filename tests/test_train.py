@@ -385,7 +385,8 @@ def test_later_fields_leave_older_configs_unchanged():
     import json
     from pathlib import Path
 
-    from srlib.train import _plain, make_config
+    from srlib.config import make_config
+    from srlib.config import plain as _plain
     plain = _plain(make_config("attention", "quick"))
     assert "adversarial" not in plain and "adv_weight" not in plain
     meta = Path(__file__).resolve().parents[1] / "results" / "train" / "attention" / "meta.json"
