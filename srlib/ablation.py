@@ -502,45 +502,60 @@ def _p(p):
     return "<0.001" if not pd.isna(p) and p < 0.001 else _num(p, ".3f")
 
 
-def plot_forest(table, metric="psnr", path=None):
+def plot_forest(table, metric="psnr", path=None, alpha=0.05):
     """Forest plot of :func:`analyze`'s table: each comparison's mean difference and interval, one panel per
-    dataset (pooled first); the primary endpoint in red. Differences are variant minus reference."""
+    dataset (pooled first, then Table 1's order), all on one x-range; the primary endpoint in red; a filled
+    marker where the comparison's Holm-adjusted p (the primary: its own p) is below ``alpha``, hollow
+    otherwise. Differences are variant minus reference."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     sub = table[table["metric"] == metric]
-    datasets = ["pooled"] + [d for d in dict.fromkeys(sub["dataset"]) if d != "pooled"]
+    present = set(sub["dataset"])
+    others = sorted(present - set(BENCHMARKS) - {"pooled"})
+    datasets = [d for d in ["pooled", *BENCHMARKS, *others] if d in present]
     comps = list(dict.fromkeys(sub["comparison"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2.5, 0.45 * len(comps) + 1.6),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2.5, 0.45 * len(comps) + 2.0),
+                             sharey=True, sharex=True, squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         d = sub[sub["dataset"] == ds].set_index("comparison").reindex(comps)
         y = np.arange(len(comps))[::-1]
         for yi, (_, r) in zip(y, d.iterrows()):
-            color = "tab:red" if r["primary"] is True else "tab:blue"
+            if pd.isna(r["mean"]):
+                continue
+            primary = r["primary"] in (True, 1)        # bool or numpy bool
+            color = "tab:red" if primary else "tab:blue"
+            p = r["p"] if primary else r["p_holm"]
             ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
-                        color=color, ms=4, capsize=3)
+                        color=color, ms=5, capsize=3, mfc=color if p < alpha else "white")
         ax.axvline(0, color="gray", lw=1, ls="--")
         ax.set_title(ds, fontsize=10)
         ax.set_xlabel(f"{metric.upper()} difference" + (" (dB)" if metric == "psnr" else ""))
         ax.set_yticks(y, comps, fontsize=8)
     n = int(sub["seeds"].max()) if len(sub) else 0
-    fig.suptitle(f"Ablation: variant - reference, mean and 95% t interval over {n} seeds (red: primary endpoint)",
-                 fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"Ablation: variant - reference, mean and 95% t interval over {n} seeds", fontsize=10)
+    handles = [Line2D([], [], color="tab:red", marker="o", ls="", label="primary endpoint"),
+               Line2D([], [], color="tab:blue", marker="o", ls="", label=f"exploratory, Holm-adjusted p < {alpha:g}"),
+               Line2D([], [], color="tab:blue", marker="o", mfc="white", ls="",
+                      label=f"exploratory, Holm-adjusted p >= {alpha:g}")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
 
 
-def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr"):
+def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None):
     """Validation curves of every run (held-out PSNR by default) against the step, one panel per variant, one
-    line per seed; shared warm-up rows included, so every run's curve starts at step 0's first validation."""
+    line per seed; shared warm-up rows included, so every run's curve starts at step 0's first validation. A
+    dotted line ends the shared warm-up; ``bicubic``: bicubic's score on the same split, drawn as a line."""
     import matplotlib.pyplot as plt
     names = runnable(grid)
     cols = min(5, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True,
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.6), sharex=True, sharey=True,
                              squeeze=False)
+    warm = grid.get("common", {}).get("warmup_steps")
     for ax, name in zip(axes.ravel(), names):
         for seed in grid["seeds"]:
             csv = run_dir(runs_dir, seed, name) / "metrics.csv"
@@ -548,13 +563,19 @@ def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr"):
                 df = pd.read_csv(csv)
                 if column in df:
                     ax.plot(df["step"], df[column], marker=".", lw=1, label=f"seed {seed}")
+        if bicubic is not None:
+            ax.axhline(bicubic, color="black", lw=1, ls="--", label="bicubic")
+        if warm:
+            ax.axvline(warm, color="gray", lw=1, ls=":", label="end of the shared warm-up")
         ax.set_title(name, fontsize=9)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=7)
-    fig.supylabel(column)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=7, frameon=False)
+    tune = grid.get("common", {}).get("tune_set", "the held-out split")
+    fig.supylabel(f"PSNR on {tune} (dB, standard protocol)" if column == "tune_psnr" else column)
     fig.supxlabel("generator step")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)

@@ -317,3 +317,47 @@ def test_analyze_before_any_seed_is_complete(grid, tmp_path):
         terms = ablation.loss_terms(grid, tmp_path)        # no loss variant finished: still a CSV header
         assert terms.empty and "adversarial_share_last" in terms.columns
         assert not ablation.status(grid, tmp_path)["trained"].any()
+
+
+def test_forest_plot_one_range_table1_order_and_holm_marks(grid):
+    """One x-range for every panel, the sets in Table 1's order after the pooled one, the primary in red, and a
+    filled marker only where the (Holm-adjusted) p is below 0.05."""
+    import matplotlib
+    matplotlib.use("Agg")
+    effects = {"srgan_block": {0: 0.50, 1: 0.51, 2: 0.53}, "srgan_model": {0: 1.0, 1: 1.01, 2: 1.02}}
+    table = ablation.analyze(grid, _synthetic(grid, effects=effects), family_=("all", True))
+    fig = ablation.plot_forest(table, "psnr")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["pooled", "Set5", "Set14", "BSD100", "Urban100"]
+    assert len({ax.get_xlim() for ax in panels}) == 1
+    pooled = table[(table.metric == "psnr") & (table.dataset == "pooled")].set_index("comparison")
+    comps = list(dict.fromkeys(table[table.metric == "psnr"].comparison))
+    marks = {}
+    for line in panels[0].get_lines():
+        if line.get_marker() == "o" and len(line.get_ydata()) == 1:
+            marks[comps[len(comps) - 1 - int(line.get_ydata()[0])]] = line
+    assert set(marks) == set(pooled.index)
+    filled = 0
+    for comp, line in marks.items():
+        r = pooled.loc[comp]
+        filled += line.get_markerfacecolor() != "white"
+        p = r.p if r.primary in (True, 1) else r.p_holm
+        assert (line.get_markerfacecolor() != "white") == (p < 0.05), comp
+        assert (line.get_color() == "tab:red") == (r.primary in (True, 1))
+    assert 0 < filled < len(marks)                        # both kinds of marker occur
+    assert [t.get_text() for t in fig.legends[0].get_texts()][0] == "primary endpoint"
+
+
+def test_seed_curves_mark_bicubic_and_the_warm_up(grid, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    run = ablation.run_dir(tmp_path, grid["seeds"][0], "paper_block")
+    run.mkdir(parents=True)
+    pd.DataFrame(dict(step=[250, 500], tune_psnr=[25.0, 26.0])).to_csv(run / "metrics.csv", index=False)
+    fig = ablation.plot_seed_curves(grid, tmp_path, bicubic=26.19)
+    ax = fig.axes[0]
+    assert ax.get_title() == "paper_block"
+    ys = {tuple(line.get_ydata()) for line in ax.get_lines()}
+    assert (25.0, 26.0) in ys and (26.19, 26.19) in ys
+    assert any(tuple(line.get_xdata()) == (grid["common"]["warmup_steps"],) * 2 for line in ax.get_lines())
+    assert fig.get_supylabel().startswith("PSNR on ")
