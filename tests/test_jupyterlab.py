@@ -84,7 +84,8 @@ def test_explore_notebook_runs_on_the_srlib_kernel(lab, data_root):
         outs.append(out)
     table = next(o for o in outs if o.lstrip().startswith("method"))
     assert "Attention (ours)" in table and "SRGAN (ours)" in table
-    assert "whole image, own statistics (NOT calibrated)" in table                    # calibrate = False: it says so
+    # calibrate = False: the committed file's stored statistics are used, and the table says which inference ran
+    assert "calibrated (24-px statistics)" in table
     assert _untouched(data_root) == before                                        # nothing written there
 
 

@@ -86,11 +86,11 @@ def test_ruff_is_configured_and_passes():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_tracked_repository_stays_under_25_mb():
-    """The GPU machine receives the repository plus carried data within 64 MiB."""
+def test_tracked_repository_stays_under_30_mb():
+    """The GPU machine receives the repository plus carried data within 64 MiB: 30 MB leaves 34 for the data."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     total = sum((REPO / f).stat().st_size for f in files.decode().split("\0") if f and (REPO / f).is_file())
-    assert total < 25e6, f"tracked files hold {total / 1e6:.1f} MB"
+    assert total < 30e6, f"tracked files hold {total / 1e6:.1f} MB"
 
 
 def test_license_and_citation_exist():
