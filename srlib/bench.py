@@ -47,7 +47,6 @@ import torch
 
 from . import archs
 from .data import DEMO, TrainDataset, hr_files, resolve_datasets
-from .environment import cpu_model
 from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
 from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
@@ -386,10 +385,10 @@ def _row(measurement, config, srlib, naive, unit, cost=False, note=""):
                 ratio=ratio, note=note)
 
 
-def environment(device):
-    """One line (:func:`srlib.environment.line`) and the load average now."""
+def environment(device, record=None):
+    """One line of the machine's record (:func:`srlib.environment.line`) and the load average now."""
     from . import environment as env
-    return f"{env.line(env.record(device))}; load average {os.getloadavg()[0]:.1f}"
+    return f"{env.line(record or env.record(device))}; load average {os.getloadavg()[0]:.1f}"
 
 
 def run_bench(preset="full", out=None, data_root=None, device=None, compile_=False, amp="auto",
@@ -433,10 +432,12 @@ def _run(cfg, preset, out, data_root, device, compile_, amp, peak_tflops, parts,
         peak_tflops = float(os.environ.get("PEAK_BF16_TFLOPS", DEFAULT_PEAK_BF16_TFLOPS))
     precs = precisions(device, amp)
     say = print if verbose else (lambda *a, **k: None)
-    env = environment(device)
+    from . import environment as envmod
+    record = envmod.record(device)
+    env = environment(device, record)
     say(env)
     # the first row says where the figures were measured (a table without it cannot be read)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    machine = record["gpu"] if device.type == "cuda" else record["cpu"]
     rows, t_start = [_row("environment", machine, math.nan, math.nan, "-", note=env)], time.perf_counter()
     if "train" in parts:
         for crop in cfg.crops:
