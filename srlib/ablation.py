@@ -11,6 +11,12 @@ Running (:func:`run_grid`): runs live in ``<runs>/seed<s>/<variant>``, shared wa
 each finished run is scored once per image on the benchmarks (standard protocol) into ``scores.csv`` beside
 its generator, tagged with the generator's sha256 so that a retrained run is scored again. Everything is
 resumable: an interrupted grid continues where it stopped, and finished runs are reused.
+
+Records (:func:`archive`): the weights stay in the local runs folder, which a new clone or machine does not
+have; each finished and scored run's record (its meta.json, validation curves, score caches and extent sweep,
+no weights) is copied to a records folder (``<records>/seed<s>/<variant>``) that is committed with the
+results. Every reader (:func:`status`, :func:`collect_scores`, the figures, :func:`extent_sweep`) and
+:func:`run_grid` use a run's record where its folder is gone, so a grid finishes over several machines.
 """
 import json
 from pathlib import Path
@@ -126,6 +132,56 @@ def run_dir(runs_dir, seed, variant):
     return Path(runs_dir) / f"seed{seed}" / variant
 
 
+RECORD = "record.json"         # in a record folder: the generator's sha256 and the files copied, written last
+RECORD_FILES = ("meta.json", "metrics.csv", "scores.csv", "scores.json", "scores-whole.csv", "scores-whole.json",
+                "perceptual.csv", "perceptual.json", "extent.csv", "extent.json")
+
+
+def _archived(records, seed, name):
+    """The record folder of (seed, name) under ``records`` when its record is complete, else None."""
+    folder = run_dir(records, seed, name) if records else None
+    return folder if folder is not None and (folder / RECORD).exists() else None
+
+
+def run_folder(runs_dir, seed, name, records=None):
+    """Where to read run (seed, name): its run folder while it holds a generator, else its record (see
+    :func:`archive`) where one exists, else the (empty or unfinished) run folder."""
+    folder = run_dir(runs_dir, seed, name)
+    if (folder / GENERATOR_FILE).exists():
+        return folder
+    return _archived(records, seed, name) or folder
+
+
+def archive(grid, runs_dir, records):
+    """Copy the record of every run of ``grid`` that is trained and scored in both inference modes to
+    ``records/seed<s>/<variant>`` (:data:`RECORD_FILES` that exist, no weights), with :data:`RECORD` (the
+    generator's sha256 and the files) written last, so a stopped copy is never taken for a record; the
+    meta.json of the warm-ups those runs continued go to ``records/warmup/<name>/``. A record is replaced
+    when its run's files changed (a rescore, a sweep). Returns the (seed, variant) pairs copied."""
+    copied = []
+    st = status(grid, runs_dir)
+    for row in st[st["trained"] & st["scored"] & st["scored_whole"]].itertuples():
+        folder, dest = run_dir(runs_dir, row.seed, row.variant), run_dir(records, row.seed, row.variant)
+        files = [f for f in RECORD_FILES if (folder / f).exists()]
+        record = {"generator_sha256": row.generator_sha256, "files": files}
+        if _tag(dest / RECORD) == record and all((dest / f).read_bytes() == (folder / f).read_bytes()
+                                                 for f in files):
+            continue
+        (dest / RECORD).unlink(missing_ok=True)
+        for f in files:
+            _write(dest / f, (folder / f).read_bytes())
+        warm = Path(runs_dir) / "warmup" / Path(_tag(folder / "meta.json").get("warmup_run") or "-").name
+        if (warm / "meta.json").exists():
+            _write(Path(records) / "warmup" / warm.name / "meta.json", (warm / "meta.json").read_bytes())
+        _write(dest / RECORD, json.dumps(record, indent=1).encode())
+        copied.append((row.seed, row.variant))
+    return copied
+
+
+def _write(path, data):
+    atomic_write(path, lambda out: out.write(data))
+
+
 def _scores_stem(inference):
     return "scores" if inference == "calibrated" else f"scores-{inference}"
 
@@ -171,12 +227,13 @@ def score_perceptual(folder, measures, datasets, root=None):
 
 
 def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENCHMARKS, overrides=None,
-             progress=False, perceptual=None, perceptual_datasets=("Set5", "Set14"), score=True):
+             progress=False, perceptual=None, perceptual_datasets=("Set5", "Set14"), score=True, records=None):
     """Train and score every (seed, variant) of ``grid`` (a dict from :func:`load_grid`) that is not done,
     seed by seed (so that a stopped grid leaves whole seeds), variants in file order. ``seeds``/``variants``
     restrict it; ``overrides`` go over ``common`` (:func:`grid_overrides`). With ``perceptual`` (a
     :class:`srlib.perceptual.Perceptual`) each run is also scored on ``perceptual_datasets`` (the small sets:
-    the measures cost about a second per image on the CPU) by :func:`score_perceptual`. Returns
+    the measures cost about a second per image on the CPU) by :func:`score_perceptual`. A run whose folder
+    is gone but whose record is in ``records`` (:func:`archive`) is finished: it is not trained again. Returns
     :func:`status`."""
     grid = grid_overrides(grid, overrides)
     names = [v for v in runnable(grid) if variants is None or v in variants]
@@ -186,6 +243,9 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
                           data_root=None if root is None else str(root),
                           progress=progress)
             folder = run_dir(runs_dir, seed, name)
+            if run_folder(runs_dir, seed, name, records) != folder:
+                print(f"ablation: seed {seed}, {name}: finished (its record in {records})", flush=True)
+                continue
             print(f"ablation: seed {seed}, {name}", flush=True)
             train(cfg, folder)
             if not score:
@@ -194,7 +254,7 @@ def run_grid(grid, runs_dir, seeds=None, variants=None, root=None, datasets=BENC
                 score_run(folder, datasets, root, inference=mode)
             if perceptual is not None:
                 score_perceptual(folder, perceptual, perceptual_datasets, root)
-    return status(grid, runs_dir)
+    return status(grid, runs_dir, records)
 
 
 def _tag(path):
@@ -206,39 +266,46 @@ def _scored(folder, sha, inference):
     return sha is not None and tag.get("generator_sha256") == sha and tag.get("inference") == inference
 
 
-def status(grid, runs_dir):
+def status(grid, runs_dir, records=None):
     """One row per (seed, variant): trained (complete), scored and perceptual (the cached scores belong to the
     current generator), the perceptual measures' notes, train_seconds (this run's own steps; the shared
     warm-up is counted once, in its own folder), warmup_seconds (the warm-up this run continued, shared with
-    the other variants of its architecture and seed), cpu, device, precision."""
+    the other variants of its architecture and seed), cpu, device, precision; weights (its generator is in
+    ``runs_dir``) and archived (read from its record in ``records``, :func:`run_folder`)."""
     rows = []
     for seed in grid["seeds"]:
         for name in runnable(grid):
-            folder = run_dir(runs_dir, seed, name)
-            meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
-            sha = _sha256(folder / GENERATOR_FILE) if (folder / GENERATOR_FILE).exists() else None
-            warm = Path(runs_dir) / "warmup" / Path(meta.get("warmup_run") or "-").name / "meta.json"
-            warm = json.loads(warm.read_text()) if warm.exists() else {}
+            folder = run_folder(runs_dir, seed, name, records)
+            weights = (folder / GENERATOR_FILE).exists()
+            meta = _tag(folder / "meta.json")
+            sha = _sha256(folder / GENERATOR_FILE) if weights else _tag(folder / RECORD).get("generator_sha256")
+            warm_name = Path(meta.get("warmup_run") or "-").name
+            warm = next((w for w in (Path(r) / "warmup" / warm_name / "meta.json" for r in (runs_dir, records) if r)
+                         if w.exists()), None)
+            warm = _tag(warm) if warm else {}
             rows.append(dict(seed=seed, variant=name, trained=meta.get("status") == "complete", generator_sha256=sha,
                              scored=_scored(folder, sha, "calibrated"), scored_whole=_scored(folder, sha, "whole"),
                              perceptual=sha is not None
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
                              train_seconds=meta.get("train_seconds"), warmup_seconds=warm.get("train_seconds"),
-                             cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision")))
+                             cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision"),
+                             weights=weights, archived=not weights and (folder / RECORD).exists()))
     return pd.DataFrame(rows)
 
 
-def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, inference="calibrated"):
+def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, inference="calibrated",
+                   records=None):
     """The scores of the finished runs as the long table of :mod:`srlib.stats` (variant, seed, dataset,
     image, metric, value), restricted to seeds at which every runnable variant is scored, so that every
     difference is paired. The perceptual measures (:func:`score_perceptual`) are added when every run of
     those seeds has them, all with the same measures (the same LPIPS backbone and NIQE model), and
     ``perceptual``; on their own datasets; NaN values, e.g. LPIPS without its backbone, are left out.
     ``inference`` 'whole' reads the whole-image scores instead (``scores-whole.csv``; no perceptual measures).
+    Runs whose folder is gone are read from their record in ``records`` (:func:`run_folder`).
     Returns (scores, complete seeds)."""
     from .perceptual import MEASURES, current_names
-    st = status(grid, runs_dir)
+    st = status(grid, runs_dir, records)
     flag = "scored" if inference == "calibrated" else "scored_whole"
     perceptual = perceptual and inference == "calibrated"
     complete = [s for s, g in st.groupby("seed", sort=False) if g[flag].all()]
@@ -248,7 +315,7 @@ def collect_scores(grid, runs_dir, metrics=("psnr", "ssim"), perceptual=True, in
     frames = []
     for seed in complete:
         for name in runnable(grid):
-            folder = run_dir(runs_dir, seed, name)
+            folder = run_folder(runs_dir, seed, name, records)
             df = pd.read_csv(folder / f"{_scores_stem(inference)}.csv", dtype={"image": str})
             long = df.melt(id_vars=["dataset", "image"], value_vars=list(metrics), var_name="metric")
             frames.append(long.assign(variant=name, seed=seed))
@@ -545,7 +612,7 @@ def plot_forest(table, metric="psnr", path=None, alpha=0.05):
     return fig
 
 
-def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None):
+def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None, records=None):
     """Validation curves of every run (held-out PSNR by default) against the step, one panel per variant, one
     line per seed; shared warm-up rows included, so every run's curve starts at step 0's first validation. A
     dotted line ends the shared warm-up; ``bicubic``: bicubic's score on the same split, drawn as a line."""
@@ -558,7 +625,7 @@ def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None
     warm = grid.get("common", {}).get("warmup_steps")
     for ax, name in zip(axes.ravel(), names):
         for seed in grid["seeds"]:
-            csv = run_dir(runs_dir, seed, name) / "metrics.csv"
+            csv = run_folder(runs_dir, seed, name, records) / "metrics.csv"
             if csv.exists():
                 df = pd.read_csv(csv)
                 if column in df:
@@ -582,30 +649,51 @@ def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None
     return fig
 
 
-def extent_sweep(grid, runs_dir, datasets, root=None, seed=None):
+def extent_sweep(grid, runs_dir, datasets, root=None, seed=None, records=None):
     """:func:`srlib.extent.probe`'s sweep (tiles of half to four times the training extent, and the whole image,
     in every inference mode the generator has) of one seed's run (the grid's first seed by default) of every
-    block variant (the pixel-loss variants, model 'psnr') whose run is complete; ``generator`` is the variant."""
-    from . import extent
+    block variant (the pixel-loss variants, model 'psnr') whose run is complete; ``generator`` is the variant.
+    Each run's sweep is cached beside its scores (``extent.csv``, tagged with the generator's sha256 and the
+    datasets), so a run known only by its record (``records``) keeps the sweep it had."""
     seed = grid["seeds"][0] if seed is None else seed
     frames = []
     for name, cfg in variant_configs(grid, seed).items():
-        folder = run_dir(runs_dir, seed, name)
-        meta = _tag(folder / "meta.json")
-        if cfg.model == "psnr" and meta.get("status") == "complete":
-            print(f"extent sweep: seed {seed}, {name}", flush=True)
-            frames.append(extent.probe(folder / GENERATOR_FILE, name, datasets, root))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=extent.COLUMNS)
+        folder = run_folder(runs_dir, seed, name, records)
+        if cfg.model == "psnr" and _tag(folder / "meta.json").get("status") == "complete":
+            frames.append(_run_sweep(folder, f"seed {seed}, {name}", name, datasets, root))
+    frames = [f for f in frames if f is not None]
+    from .extent import COLUMNS
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
-def loss_terms(grid, runs_dir):
+def _run_sweep(folder, label, name, datasets, root):
+    """One run's extent sweep, from its cache when the cache belongs to its generator and ``datasets``."""
+    from . import extent
+    from .evaluate import write_csv
+    weights = (folder / GENERATOR_FILE).exists()
+    sha = _sha256(folder / GENERATOR_FILE) if weights else _tag(folder / RECORD).get("generator_sha256")
+    tag = {"generator_sha256": sha, "datasets": list(datasets)}
+    if (folder / "extent.csv").exists() and _tag(folder / "extent.json") == tag:
+        return pd.read_csv(folder / "extent.csv")
+    if not weights:
+        print(f"extent sweep: {label}: its weights are gone and its record has no sweep on {list(datasets)}: "
+              "left out", flush=True)
+        return None
+    print(f"extent sweep: {label}", flush=True)
+    df = extent.probe(folder / GENERATOR_FILE, name, datasets, root)
+    write_csv(df, folder / "extent.csv", decimals=6)
+    atomic_write(folder / "extent.json", lambda f: f.write(json.dumps(tag, indent=1).encode()))
+    return df
+
+
+def loss_terms(grid, runs_dir, records=None):
     """What the adversarial term did in each finished run with a discriminator: its share of G's gradient
     norm at the first and last validation of the main phase, and the final mean D(G(z))."""
     from .study import loss_accounting
     rows = []
     for seed in grid["seeds"]:
         for name in runnable(grid):
-            folder = run_dir(runs_dir, seed, name)
+            folder = run_folder(runs_dir, seed, name, records)
             if not (folder / "metrics.csv").exists():
                 continue
             acc = loss_accounting(folder)
@@ -630,7 +718,8 @@ def _cli(args):
         measures = default_perceptual(args.niqe_set, args.data_root, cache=project_path("cache"))
     st = run_grid(grid, args.runs, seeds=seeds, variants=args.variants, root=args.data_root,
                   datasets=args.datasets, overrides=overrides, progress=args.progress, perceptual=measures,
-                  perceptual_datasets=args.perceptual_datasets or (), score=not args.no_score)
+                  perceptual_datasets=args.perceptual_datasets or (), score=not args.no_score,
+                  records=args.records)
     print(st.to_string(index=False))
     return 0
 
@@ -649,6 +738,7 @@ def _parallel(args, seeds):
         cmd += (["--variants", *args.variants] if args.variants else []) + (["--set", *args.set] if args.set else [])
         cmd += ["--data-root", args.data_root] if args.data_root else []
         cmd += ["--no-score"] if args.no_score else []
+        cmd += ["--records", args.records] if getattr(args, "records", None) else []
         if args.perceptual_datasets:
             cmd += ["--perceptual-datasets", *args.perceptual_datasets, "--niqe-set", args.niqe_set]
         log = open(logs / f"job{k}.log", "w")

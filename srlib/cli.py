@@ -187,6 +187,9 @@ def _ablation(sub):
     a.add_argument("--niqe-set", default="quick-train", help="HR images NIQE is fitted on (default quick-train)")
     a.add_argument("--jobs", type=int, default=1, help="processes at once, seeds dealt out among them (GPU)")
     a.add_argument("--no-score", action="store_true", help="train only; score later (run_all's analysis does)")
+    a.add_argument("--records", default=None, metavar="DIR",
+                   help="committed records of finished runs (e.g. results/paper-budget/records): runs with a "
+                        "record there are not trained again")
     _handler(a, "srlib.ablation:_cli")
 
 

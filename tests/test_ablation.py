@@ -361,3 +361,47 @@ def test_seed_curves_mark_bicubic_and_the_warm_up(grid, tmp_path):
     assert (25.0, 26.0) in ys and (26.19, 26.19) in ys
     assert any(tuple(line.get_xdata()) == (grid["common"]["warmup_steps"],) * 2 for line in ax.get_lines())
     assert fig.get_supylabel().startswith("PSNR on ")
+
+
+def test_records_outlive_the_runs_folder(grid, tmp_path):
+    """A grid over several machines: each finished, scored run's record (no weights) is archived; with the runs
+    folder gone, the analysis, the curves, the loss terms and the extent sweep read the records and give what
+    they gave from the runs, and run_grid does not train an archived run again."""
+    small = ablation.grid_overrides(ablation.restrict(grid, ["paper_block", "srgan_block", "paper_loss"],
+                                                      datasets=["demo"]), SMOKE)
+    small["seeds"] = [0]
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    ablation.run_grid(small, runs, datasets=["demo"])
+    assert ablation.archive(small, runs, records) == [(0, "paper_block"), (0, "srgan_block"), (0, "paper_loss")]
+    assert ablation.archive(small, runs, records) == []          # unchanged runs are not copied again
+    sweep = ablation.extent_sweep(small, runs, ["demo"])           # the block variants' sweeps, into their runs
+    assert ablation.archive(small, runs, records) == [(0, "paper_block"), (0, "srgan_block")]
+    assert not list(records.rglob("*.safetensors")) and not list(records.rglob("*.pt"))
+    assert (records / "seed0" / "paper_block" / "extent.csv").exists()
+    assert list((records / "warmup").glob("attention-*/meta.json"))
+    before = ablation.status(small, runs)
+    scores, complete = ablation.collect_scores(small, runs)
+    terms = ablation.loss_terms(small, runs)
+    import shutil
+    shutil.rmtree(runs)                                            # a new machine: only the records
+    st = ablation.status(small, runs, records)
+    assert st["archived"].all() and not st["weights"].any()
+    cols = ["trained", "generator_sha256", "scored", "scored_whole", "train_seconds", "warmup_seconds", "precision"]
+    pd.testing.assert_frame_equal(st[cols], before[cols])
+    again, complete_again = ablation.collect_scores(small, runs, records=records)
+    assert complete_again == complete == [0]
+    pd.testing.assert_frame_equal(again, scores)
+    pd.testing.assert_frame_equal(ablation.loss_terms(small, runs, records), terms)
+    pd.testing.assert_frame_equal(ablation.extent_sweep(small, runs, ["demo"], records=records), sweep,
+                                  check_dtype=False)
+    assert ablation.extent_sweep(small, runs, ["Set5"], records=records).empty   # no weights: no new sweep
+    fig = ablation.plot_seed_curves(small, runs, records=records)
+    assert all(len(ax.lines) >= 1 for ax in fig.axes[:3])          # each variant's curve from its record
+    st = ablation.run_grid(small, runs, datasets=["demo"], records=records)
+    assert not runs.exists() or not list(runs.rglob("*.safetensors"))   # nothing trained again
+    assert st["archived"].all()
+    # without the records the grid is not finished: the same folder would train again
+    assert not ablation.status(small, runs)["trained"].any()
+    # a copy stopped midway (no record.json) is not a record
+    (records / "seed0" / "srgan_block" / ablation.RECORD).unlink()
+    assert ablation.collect_scores(small, runs, records=records)[1] == []
