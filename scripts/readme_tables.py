@@ -173,6 +173,19 @@ def probe_table(df):
     return out
 
 
+def explore_timing(results, path=TOP / "docs" / "explore_timing.csv"):
+    """The explorer's cost per step (``docs/explore_timing.csv``, written by scripts/explore_timing.py, not by
+    run_all: the explorer is not a step of it), with the machine it was measured on."""
+    df = pd.read_csv(path)
+    first = df.iloc[0]
+    bf16 = "with" if str(first.cpu_bf16_native) == "True" else "without"
+    lines = [f"Measured on: {first.cpu} ({bf16} native bf16), torch on {first.threads} threads, load average "
+             f"{first.load_average} when it ended; image {first.image}.", "",
+             "| step | wall (s) | CPU (s) |", "|---|---|---|"]
+    lines += [f"| {r.step} | {r.wall_s:.1f} | {r.cpu_s:.1f} |" for r in df.itertuples()]
+    return "\n".join(lines)
+
+
 def _markdown(name, demote=0):
     def block(results):
         text = (results / name).read_text().strip()
@@ -189,6 +202,7 @@ BLOCKS = {
     "offsets": offset_table,
     "gaps": gap_table,
     "extent": extent_table,
+    "explore_timing": explore_timing,
 }
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /results:(?P=name) -->)", re.S)
 

@@ -131,3 +131,18 @@ def test_probe_rows_pick_the_layer_that_carries_the_shift():
     assert lines[5] == ("| GroupNorm layers calibrated (of 3, module order) | all but layer 1 | 26.60, +4.4 / +0.0 / "
                         "+0.0 (the other 2: 27.00 to 27.10 dB) |")
     assert lines[6] == "| channel-attention gates, whole | max \\|g\\| | 0.0030 |"
+
+
+def test_explore_timing_block_is_the_timing_file(tmp_path):
+    """The explorer's timing block copies docs/explore_timing.csv (written by scripts/explore_timing.py): the
+    machine line from its first row, one table row per step."""
+    import pandas as pd
+    rt = _readme_tables()
+    rows = [["a new image", 3.04, 4.26, "Set5/baby", 2, "0.4 0.5 0.6", "AMD EPYC", False],
+            ["plot every extent", 5.3, 9.9, "Set5/baby", 2, "0.4 0.5 0.6", "AMD EPYC", False]]
+    cols = ["step", "wall_s", "cpu_s", "image", "threads", "load_average", "cpu", "cpu_bf16_native"]
+    pd.DataFrame(rows, columns=cols).to_csv(tmp_path / "t.csv", index=False)
+    lines = rt.explore_timing(None, tmp_path / "t.csv").splitlines()
+    assert lines[0] == ("Measured on: AMD EPYC (without native bf16), torch on 2 threads, load average 0.4 0.5 0.6 "
+                        "when it ended; image Set5/baby.")
+    assert lines[-2:] == ["| a new image | 3.0 | 4.3 |", "| plot every extent | 5.3 | 9.9 |"]
