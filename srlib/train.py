@@ -324,17 +324,80 @@ def _train_group(cfg, out_dir, resume, force, world):
             dist.destroy_process_group()
 
 
+class _Run:
+    """What one run holds while it trains: its config and folder, the process's place in the group, the
+    models, losses and optimizers, the data, and the metadata written to meta.json (built by :func:`_build`,
+    :func:`_start`, :func:`_load_data`)."""
+
+    def __init__(self, cfg, out, device, rank, world):
+        self.cfg, self.out, self.device, self.rank, self.world = cfg, out, device, rank, world
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.phase_of = {name: (a, b) for name, a, b, _ in phases(cfg)}
+        self.opt_g = self.opt_d = self.ema = None
+
+    def phase_at(self, step):
+        return next(name for name, (a, b) in self.phase_of.items() if a <= step < b)
+
+    def new_phase(self, name):
+        """A fresh Adam for G (and for D in the GAN phase) and a fresh EMA."""
+        cfg = self.cfg
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas) if name == "gan" else None
+        self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay else None
+
+
 def _train(cfg, out, resume, force):
-    ckpt_path, meta_path, csv_path = out / "checkpoint.pt", out / "meta.json", out / "metrics.csv"
+    """The loop: decide how the run starts, build it, then per interval (phase boundaries and validations)
+    start the phase where one begins, run the interval's steps, validate and checkpoint."""
+    finished, start, history, ckpt, force = _decide_resume(cfg, out, resume, force)
+    if finished is not None:
+        return finished
+    rank, world = _world()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not divide among {world} processes")
+    run = _build(cfg, out, _device(cfg, world), rank, world)
+    start, history = _start(run, ckpt, start, history)
+    _load_data(run)
+    run.step = start                # the steps done: _run_interval counts them, a Ctrl-C message reads them
+    saved = ckpt["step"] if ckpt is not None else None     # the step of the checkpoint on disk
+    try:
+        for stop in [b for b in _boundaries(cfg) if b > start]:
+            t0 = time.perf_counter()
+            step = run.step
+            name = run.phase_at(step)
+            if step == run.phase_of[name][0] and (ckpt is None or ckpt["step"] != step or ckpt["phase"] != name):
+                if run.ema is not None:      # a phase starts from the previous phase's exported (EMA) weights,
+                    run.G.load_state_dict(run.ema.state)   # as a shared warm-up's main phase does
+                run.new_phase(name)
+            row, step = _run_interval(run, step, stop, name)
+            if rank:                # rank 0 validates and writes; the others wait until it has
+                dist.barrier()
+                continue
+            _validate_and_checkpoint(run, row, history, step, name, t0)
+            saved = step
+            if world > 1:
+                dist.barrier()
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(_interrupted(out, cfg, run.step, saved, force)) from e
+    except WriteError as e:
+        e.advice = _write_advice(e, out / "checkpoint.pt", saved, force)
+        raise
+    return json.loads((out / "meta.json").read_text()) if rank else run.meta
+
+
+def _decide_resume(cfg, out, resume, force):
+    """How the run in ``out`` starts: (finished meta or None, start step, history, checkpoint or None,
+    force). A finished run with this config is returned as is (exported and calibrated if it predates
+    those); an SRGAN run that went without VGG16 now available is forced; a checkpoint is continued."""
+    ckpt_path, meta_path = out / "checkpoint.pt", out / "meta.json"
     if ckpt_path.exists() and not force and not resume:
         raise FileExistsError(f"{ckpt_path} exists: pass resume=True to continue or force=True to restart")
-    start, history, ckpt = 0, [], None
     if resume and not force and meta_path.exists():
         done = json.loads(meta_path.read_text())
         if done.get("config") == plain(cfg) and vgg16_now_available(cfg, done):   # finished or not
             warnings.warn(f"!!! {out}: an SRGAN run without ImageNet VGG16 ({done['vgg']}), and the weights are "
                           f"now at {vgg16_path(cfg)}: training it again, with its perceptual term !!!",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=5)
             force = True
         elif done.get("status") == "complete" and done.get("config") == plain(cfg):
             if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
@@ -342,222 +405,217 @@ def _train(cfg, out, resume, force):
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
                 if calibration.calibrate_run(out, cfg.data_root):   # trained before calibration existed
                     done = json.loads(meta_path.read_text())
-                return done
-    if ckpt_path.exists() and resume and not force:
-        try:
-            ckpt = load_checkpoint(ckpt_path)
-        except CheckpointError as e:
-            raise CheckpointError(f"{e}; the run cannot resume from it: --force (force=True) restarts it from "
-                                  f"step 0") from None
-        saved = {**plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
-        if "step" not in ckpt:
-            raise ValueError(f"{ckpt_path}: an epoch-based checkpoint of an older srlib; use force=True to "
-                             f"retrain or another out_dir")
-        if saved != plain(cfg):
-            diff = {k: (saved.get(k), v) for k, v in plain(cfg).items() if saved.get(k) != v}
-            raise ValueError(f"{ckpt_path}: config differs from the checkpoint's {diff}; use force=True "
-                             f"to restart or another out_dir")
-        start, history = ckpt["step"], ckpt["history"]
-        if start >= cfg.steps:
-            return json.loads(meta_path.read_text())
+                return done, 0, [], None, force
+    if not (ckpt_path.exists() and resume and not force):
+        return None, 0, [], None, force
+    try:
+        ckpt = load_checkpoint(ckpt_path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; the run cannot resume from it: --force (force=True) restarts it from "
+                              f"step 0") from None
+    saved = {**plain(TrainConfig(model=cfg.model)), **ckpt["config"]}
+    if "step" not in ckpt:
+        raise ValueError(f"{ckpt_path}: an epoch-based checkpoint of an older srlib; use force=True to "
+                         f"retrain or another out_dir")
+    if saved != plain(cfg):
+        diff = {k: (saved.get(k), v) for k, v in plain(cfg).items() if saved.get(k) != v}
+        raise ValueError(f"{ckpt_path}: config differs from the checkpoint's {diff}; use force=True "
+                         f"to restart or another out_dir")
+    if ckpt["step"] >= cfg.steps:
+        return json.loads(meta_path.read_text()), 0, [], None, force
+    return None, ckpt["step"], ckpt["history"], ckpt, force
 
-    rank, world = _world()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} does not divide among {world} processes")
-    device = _device(cfg, world)
+
+def _build(cfg, out, device, rank, world):
+    """The run's models (seeded), losses and the start of its metadata."""
+    run = _Run(cfg, out, device, rank, world)
     torch.manual_seed(cfg.seed)
-    G, g_kwargs = build_generator(cfg)
+    run.G, g_kwargs = build_generator(cfg)
     main_steps = cfg.steps > cfg.warmup_steps
-    D = archs.Discriminator() if cfg.loss != "l1" and main_steps else None
-    crit, warm_crit, vgg_note = build_losses(cfg) if main_steps else (None, losses.L1Loss(), "not used")
-    meta = {"format": FORMAT, "config": plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
-            "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "run_name": out.name, "ema": cfg.ema_decay or "off",
-            "exported_weights": "EMA of G" if cfg.ema_decay else "G"}
-    if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and main_steps:
+    run.D = archs.Discriminator() if cfg.loss != "l1" and main_steps else None
+    run.crit, run.warm_crit, vgg_note = build_losses(cfg) if main_steps else (None, losses.L1Loss(), "not used")
+    run.g_kwargs = g_kwargs
+    run.meta = {"format": FORMAT, "config": plain(cfg), "generator": {"arch": cfg.arch, "kwargs": g_kwargs,
+                "scale": cfg.scale}, "vgg": vgg_note, "device": str(device), "cpu": cpu_model(),
+                "torch": torch.__version__, "python": platform.python_version(),
+                "run_name": out.name, "ema": cfg.ema_decay or "off",
+                "exported_weights": "EMA of G" if cfg.ema_decay else "G"}
+    return run
+
+
+def _start(run, ckpt, start, history):
+    """The run's starting weights (a shared warm-up's, ``init_from``'s or the checkpoint's, with its optimizers
+    and RNG states), on the device, wrapped for DistributedDataParallel under torchrun. Returns (start step,
+    history): a run continuing a shared warm-up starts at its end, with its rows."""
+    cfg, device, fmt = run.cfg, run.device, run.fmt
+    if ckpt is None and cfg.warmup_dir and cfg.warmup_steps and cfg.steps > cfg.warmup_steps:
         wdir = warmup_run_dir(cfg)
         train(warmup_config(cfg), wdir, resume=True, force=False, wait=True)   # another run's: wait for it
         _, warm = load_generator(wdir / GENERATOR_FILE, inference="whole")   # only its weights are read
-        G.load_state_dict(warm["G"])
+        run.G.load_state_dict(warm["G"])
         start = cfg.warmup_steps
         history = [{**row, "shared": wdir.name} for row in load_checkpoint(wdir / "checkpoint.pt")["history"]]
-        meta["warmup_run"] = str(wdir)
-        meta["warmup_generator_sha256"] = state_hash(warm["G"])
+        run.meta["warmup_run"] = str(wdir)
+        run.meta["warmup_generator_sha256"] = state_hash(warm["G"])
     elif cfg.init_from and ckpt is None:
         init = load_checkpoint(cfg.init_from)
-        if init["generator"]["arch"] != cfg.arch or init["generator"]["kwargs"] != g_kwargs:
-            raise ValueError(f"{cfg.init_from}: generator {init['generator']} does not match {cfg.arch} {g_kwargs}")
-        G.load_state_dict(init["G"])
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    G.to(device, memory_format=fmt)
-    if world > 1 and device.type == "cuda":        # BatchNorm over the global batch (no-op without BatchNorm)
-        G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
-        D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D) if D is not None else None
-    if crit is not None:
-        crit.to(device, memory_format=fmt)     # the VGG16 of the SRGAN loss
-    if D is not None:
-        D.to(device, memory_format=fmt)
-    opt_g = opt_d = ema = None
-    phase_of = {name: (a, b) for name, a, b, _ in phases(cfg)}
-
-    def new_phase(name):
-        nonlocal opt_g, opt_d, ema
-        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-        opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas) if name == "gan" else None
-        ema = EMA(G, cfg.ema_decay) if cfg.ema_decay else None
-
-    def phase_at(step):
-        return next(name for name, (a, b) in phase_of.items() if a <= step < b)
-
+        if init["generator"]["arch"] != cfg.arch or init["generator"]["kwargs"] != run.g_kwargs:
+            raise ValueError(f"{cfg.init_from}: generator {init['generator']} does not match {cfg.arch} "
+                             f"{run.g_kwargs}")
+        run.G.load_state_dict(init["G"])
+    run.G.to(device, memory_format=fmt)
+    if run.world > 1 and device.type == "cuda":   # BatchNorm over the global batch (no-op without BatchNorm)
+        run.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.G)
+        run.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.D) if run.D is not None else None
+    if run.crit is not None:
+        run.crit.to(device, memory_format=fmt)     # the VGG16 of the SRGAN loss
+    if run.D is not None:
+        run.D.to(device, memory_format=fmt)
     if ckpt is not None:
-        G.load_state_dict(ckpt["G"])
-        new_phase(ckpt["phase"])
-        opt_g.load_state_dict(ckpt["opt_G"])
-        if D is not None and ckpt["D"] is not None:
-            D.load_state_dict(ckpt["D"])
-        if opt_d is not None:
-            opt_d.load_state_dict(ckpt["opt_D"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
+        run.G.load_state_dict(ckpt["G"])
+        run.new_phase(ckpt["phase"])
+        run.opt_g.load_state_dict(ckpt["opt_G"])
+        if run.D is not None and ckpt["D"] is not None:
+            run.D.load_state_dict(ckpt["D"])
+        if run.opt_d is not None:
+            run.opt_d.load_state_dict(ckpt["opt_D"])
+        if run.ema is not None:
+            run.ema.load_state_dict(ckpt["ema"])
         _set_rng_state(ckpt["rng"])
-    G_run, D_run = G, D           # what train_step runs: DDP wrappers of G and D under torchrun
-    if world > 1:
+    run.G_run, run.D_run = run.G, run.D       # what train_step runs: DDP wrappers of G and D under torchrun
+    if run.world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        G_run = DistributedDataParallel(G, device_ids=ids)
-        D_run = DistributedDataParallel(D, device_ids=ids) if D is not None else None
+        run.G_run = DistributedDataParallel(run.G, device_ids=ids)
+        run.D_run = DistributedDataParallel(run.D, device_ids=ids) if run.D is not None else None
+    return start, history
 
-    root = cfg.data_root
-    dataset = TrainDataset(resolve_datasets(cfg.train_sets, root), root, cfg.crop, cfg.scale,
-                           cfg.degradation, True, cfg.repeat, cfg.seed, cfg.cache_dir)
+
+def _load_data(run):
+    """The training crops, the validation and held-out sets, the fixed batch of the loss accounting, the
+    calibration crops, the precision, and their record in the run's metadata."""
+    cfg, device, root = run.cfg, run.device, run.cfg.data_root
+    run.dataset = TrainDataset(resolve_datasets(cfg.train_sets, root), root, cfg.crop, cfg.scale,
+                               cfg.degradation, True, cfg.repeat, cfg.seed, cfg.cache_dir)
     val_items = load_eval_set(resolve_datasets([cfg.val_set], root)[0], root, cfg.scale)
-    if cfg.val_images:
-        val_items = val_items[: cfg.val_images]
-    tune_items = load_eval_set(resolve_datasets([cfg.tune_set], root)[0], root, cfg.scale) if cfg.tune_set else []
-    sampler0 = StepSampler(len(dataset), cfg.batch_size, 0, 1, cfg.seed)
-    fixed = torch.utils.data.default_collate([dataset[i] for i in sampler0.batch(0)])
-    fixed = [t.to(device).contiguous(memory_format=fmt) for t in fixed]
-    calib_lr = calibration.crops(dataset) if archs.group_norms(G) else None   # validated models are calibrated
-    if calib_lr is not None:
+    run.val_items = val_items[: cfg.val_images] if cfg.val_images else val_items
+    run.tune_items = (load_eval_set(resolve_datasets([cfg.tune_set], root)[0], root, cfg.scale)
+                      if cfg.tune_set else [])
+    sampler0 = StepSampler(len(run.dataset), cfg.batch_size, 0, 1, cfg.seed)
+    fixed = torch.utils.data.default_collate([run.dataset[i] for i in sampler0.batch(0)])
+    run.fixed = [t.to(device).contiguous(memory_format=run.fmt) for t in fixed]
+    run.calib_lr = calibration.crops(run.dataset) if archs.group_norms(run.G) else None   # validated calibrated
+    meta = run.meta
+    if run.calib_lr is not None:
         meta["calibration"] = calibration.record(cfg)
     precision = training_precision(cfg.amp, device)
-    meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(dataset.images),
-                              "listed": len(dataset.hashes), "sha256": set_digest(dataset.hashes)},   # of all listed
-                    "val": {"set": cfg.val_set, "images": len(val_items), "sha256": eval_digest(val_items)},
-                    "tune": {"set": cfg.tune_set, "images": len(tune_items),
-                             "sha256": eval_digest(tune_items) if tune_items else None}}
+    meta["data"] = {"train": {"sets": resolve_datasets(cfg.train_sets, root), "images": len(run.dataset.images),
+                              "listed": len(run.dataset.hashes), "sha256": set_digest(run.dataset.hashes)},
+                    "val": {"set": cfg.val_set, "images": len(run.val_items), "sha256": eval_digest(run.val_items)},
+                    "tune": {"set": cfg.tune_set, "images": len(run.tune_items),
+                             "sha256": eval_digest(run.tune_items) if run.tune_items else None}}
     meta.update(git=git_state(), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                processes=world)
-    meta.update(train_images=len(dataset.images), val_images=len(val_items), tune_images=len(tune_items),
-                parameters_G=archs.count_parameters(G), parameters_D=archs.count_parameters(D) if D else 0,
-                precision=precision, cpu_bf16_native=cpu_bf16_native())
-    context = autocast(precision, device)
+                processes=run.world)
+    meta.update(train_images=len(run.dataset.images), val_images=len(run.val_items),
+                tune_images=len(run.tune_items), parameters_G=archs.count_parameters(run.G),
+                parameters_D=archs.count_parameters(run.D) if run.D else 0, precision=precision,
+                cpu_bf16_native=cpu_bf16_native())
+    run.context = autocast(precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    G_eval = copy.deepcopy(G) if cfg.ema_decay else G
-    workers = cfg.num_workers
-    if workers is None:
-        workers = min(4, (os.cpu_count() or 1) // world) if device.type == "cuda" else 0
+    run.G_eval = copy.deepcopy(run.G) if cfg.ema_decay else run.G
+    run.workers = cfg.num_workers
+    if run.workers is None:
+        run.workers = min(4, (os.cpu_count() or 1) // run.world) if device.type == "cuda" else 0
 
-    step = start
-    saved = ckpt["step"] if ckpt is not None else None     # the step of the checkpoint on disk
-    try:
-        for stop in [b for b in _boundaries(cfg) if b > start]:
-            t0 = time.perf_counter()
-            name = phase_at(step)
-            if step == phase_of[name][0] and (ckpt is None or ckpt["step"] != step or ckpt["phase"] != name):
-                if ema is not None:          # a phase starts from the previous phase's exported (EMA) weights,
-                    G.load_state_dict(ema.state)   # as a shared warm-up's main phase does
-                new_phase(name)
-            gan = name == "gan"
-            sampler = StepSampler(len(dataset), cfg.batch_size, step, stop, cfg.seed, rank, world)
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                                 pin_memory=device.type == "cuda")
-            sums, n = {}, 0
-            G.train()
-            if D is not None:
-                D.train()
-            bar = None if rank else _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
-            for lr, hr in loader:
-                lr_now = learning_rate(cfg, step)
-                for g in opt_g.param_groups:
-                    g["lr"] = lr_now
-                if opt_d is not None:
-                    for g in opt_d.param_groups:
-                        g["lr"] = learning_rate(cfg, step, "D")
-                lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
-                res = train_step(G_run, D_run, opt_g, opt_d, crit if gan else warm_crit, lr, hr, gan, context)
-                for k in ("d_loss", "g_loss"):
-                    _check_finite(res[k], k, step)
-                for k, v in res.items():
-                    for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)]):
-                        sums[kk] = sums.get(kk, 0.0) + float(vv)
-                if ema is not None:
-                    ema.update(G)
-                step += 1
-                n += 1
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
-            if world > 1:           # the means over the global batch
-                keys = sorted(sums)
-                total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
-                dist.all_reduce(total)
-                sums = dict(zip(keys, (total / world).tolist()))
-            row = {k: v / n for k, v in sums.items() if k != "total"}
-            if not gan:
-                row.update(d_loss=math.nan, d_score=math.nan, g_score=math.nan)
-            accounting = term_gradients(G, D if gan else None, crit if gan else warm_crit, *fixed, context)
-            total_norm = sum(g for _, g in accounting.values()) or 1.0
-            row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
-            if rank:                # rank 0 validates and writes; the others wait until it has
-                dist.barrier()
-                continue
-            if ema is not None:
-                G_eval.load_state_dict(ema.state)
-            if calib_lr is not None:      # validation and the exported generator use the default inference
-                calibration.calibrate(G_eval, calib_lr)
-                if ema is not None:
-                    calibration.calibrate(G, calib_lr)
-            if tune_items:
-                row.update({f"tune_{k}": v for k, v in validate(G_eval, tune_items, cfg.scale, ("standard",)).items()})
-                if ema is not None:
-                    row["tune_psnr_raw"] = validate(G, tune_items, cfg.scale, ("standard",))["psnr"]
-            row.update(validate(G_eval, val_items, cfg.scale))
-            row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
-                       seconds=round(time.perf_counter() - t0, 1))
-            history.append(row)
-            export = G_eval.state_dict()
-            state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
-                     "D": D.state_dict() if D is not None else None, "opt_G": opt_g.state_dict(),
-                     "opt_D": opt_d.state_dict() if opt_d is not None else None,
-                     "ema": ema.state_dict() if ema is not None else None, "step": step, "phase": name,
-                     "config": plain(cfg), "history": history, "rng": _rng_state(),
-                     "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
-            # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
-            # files written before it are rewritten; a finished checkpoint means everything else is current
-            save_generator(out / GENERATOR_FILE, export, meta["generator"], state["meta"], plain(cfg), step)
-            _write_csv(csv_path, history)
-            meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
-                        train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1),
-                        final=row)
-            write_json(meta_path, meta)
-            save_checkpoint(ckpt_path, state)
-            saved = step
-            if world > 1:
-                dist.barrier()
-            if cfg.progress:
-                tune = f"held-out {row['tune_psnr']:.2f} dB, " if tune_items else ""
-                print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
-                      f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
-    except KeyboardInterrupt as e:
-        raise RunInterrupted(_interrupted(out, cfg, step, saved, force)) from e
-    except WriteError as e:
-        e.advice = _write_advice(e, ckpt_path, saved, force)
-        raise
-    return json.loads(meta_path.read_text()) if rank else meta
+
+def _run_interval(run, step, stop, name):
+    """Steps ``step`` to ``stop`` of phase ``name``. Returns (the interval's row: the mean of each logged value
+    over the global batch, and each loss term's share of G's gradient norm on the fixed batch; ``stop``)."""
+    cfg, device, fmt, gan = run.cfg, run.device, run.fmt, name == "gan"
+    sampler = StepSampler(len(run.dataset), cfg.batch_size, step, stop, cfg.seed, run.rank, run.world)
+    loader = torch.utils.data.DataLoader(run.dataset, batch_sampler=sampler, num_workers=run.workers,
+                                         pin_memory=device.type == "cuda")
+    crit = run.crit if gan else run.warm_crit
+    sums, n = {}, 0
+    run.G.train()
+    if run.D is not None:
+        run.D.train()
+    bar = None if run.rank else _progress(cfg, stop - step, f"steps {step}-{stop} of {cfg.steps} {name}")
+    for lr, hr in loader:
+        for g in run.opt_g.param_groups:
+            g["lr"] = learning_rate(cfg, step)
+        if run.opt_d is not None:
+            for g in run.opt_d.param_groups:
+                g["lr"] = learning_rate(cfg, step, "D")
+        lr = lr.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        hr = hr.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        res = train_step(run.G_run, run.D_run, run.opt_g, run.opt_d, crit, lr, hr, gan, run.context)
+        for k in ("d_loss", "g_loss"):
+            _check_finite(res[k], k, step)
+        for k, v in res.items():
+            for kk, vv in (v.items() if isinstance(v, dict) else [(k, v)]):
+                sums[kk] = sums.get(kk, 0.0) + float(vv)
+        if run.ema is not None:
+            run.ema.update(run.G)
+        step += 1
+        run.step = step
+        n += 1
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if run.world > 1:           # the means over the global batch
+        keys = sorted(sums)
+        total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        sums = dict(zip(keys, (total / run.world).tolist()))
+    row = {k: v / n for k, v in sums.items() if k != "total"}
+    if not gan:
+        row.update(d_loss=math.nan, d_score=math.nan, g_score=math.nan)
+    accounting = term_gradients(run.G, run.D if gan else None, crit, *run.fixed, run.context)
+    total_norm = sum(g for _, g in accounting.values()) or 1.0
+    row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
+    return row, step
+
+
+def _validate_and_checkpoint(run, row, history, step, name, t0):
+    """Validation of the exported (calibrated, EMA where kept) generator on the held-out and validation sets
+    into ``row``, appended to ``history``; then the run's files, the resume checkpoint last."""
+    cfg, out, G, D, ema, meta = run.cfg, run.out, run.G, run.D, run.ema, run.meta
+    if ema is not None:
+        run.G_eval.load_state_dict(ema.state)
+    if run.calib_lr is not None:      # validation and the exported generator use the default inference
+        calibration.calibrate(run.G_eval, run.calib_lr)
+        if ema is not None:
+            calibration.calibrate(G, run.calib_lr)
+    if run.tune_items:
+        row.update({f"tune_{k}": v for k, v in validate(run.G_eval, run.tune_items, cfg.scale,
+                                                        ("standard",)).items()})
+        if ema is not None:
+            row["tune_psnr_raw"] = validate(G, run.tune_items, cfg.scale, ("standard",))["psnr"]
+    row.update(validate(run.G_eval, run.val_items, cfg.scale))
+    row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
+               seconds=round(time.perf_counter() - t0, 1))
+    history.append(row)
+    state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
+             "D": D.state_dict() if D is not None else None, "opt_G": run.opt_g.state_dict(),
+             "opt_D": run.opt_d.state_dict() if run.opt_d is not None else None,
+             "ema": ema.state_dict() if ema is not None else None, "step": step, "phase": name,
+             "config": plain(cfg), "history": history, "rng": _rng_state(),
+             "meta": {"run_name": out.name, "vgg": meta["vgg"]}}
+    # the resume checkpoint goes last: if the process dies before it, the interval is redone and the
+    # files written before it are rewritten; a finished checkpoint means everything else is current
+    save_generator(out / GENERATOR_FILE, run.G_eval.state_dict(), meta["generator"], state["meta"], plain(cfg),
+                   step)
+    _write_csv(out / "metrics.csv", history)
+    meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
+                train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1), final=row)
+    write_json(out / "meta.json", meta)
+    save_checkpoint(out / "checkpoint.pt", state)
+    if cfg.progress:
+        tune = f"held-out {row['tune_psnr']:.2f} dB, " if run.tune_items else ""
+        print(f"{out.name}: step {step}/{cfg.steps} ({name}): {tune}{cfg.val_set} {row['psnr']:.2f} dB / "
+              f"{row['ssim']:.4f}, {row['seconds']:.0f} s", flush=True)
 
 
 def _resume_hint(saved, force):
