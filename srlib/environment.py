@@ -55,7 +55,7 @@ def record(device=None, smi=False):
     and, with CUDA, the GPU (name, memory, capability), CUDA and cuDNN; ``smi``: also nvidia-smi's line."""
     import torch
 
-    from .infer import cpu_bf16_supported, pick_device
+    from .device import cpu_bf16_supported, pick_device
     device = pick_device(device)
     env = {"python": platform.python_version(), **versions(), "host": platform.node(), "cpu": cpu_model(),
            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "bf16_instructions": cpu_bf16_native(),

@@ -258,13 +258,3 @@ def _run(args):
         return 2
     print(f"{len(written)} done, {len(errors)} failed")
     return 1 if errors else 0
-
-
-def main(argv=None):
-    """Entry point of the ``srlib-upscale`` console script (its parser is :func:`srlib.cli.upscale_arguments`)."""
-    from .cli import upscale_main
-    return upscale_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

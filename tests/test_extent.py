@@ -176,7 +176,7 @@ def test_committed_attention_generator_keeps_set5_colours(data_root, tmp_path):
     from PIL import Image
 
     from srlib.metrics import to_uint8
-    from srlib.upscale import main
+    from srlib.cli import upscale_main as main
     path = RESULTS / "attention" / "generator.safetensors"
     model, ck = load_generator(path)
     assert ck["inference"] == "calibrated", "the committed generator is not calibrated: run ./run_all.sh"

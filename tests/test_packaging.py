@@ -96,3 +96,23 @@ def test_tracked_repository_stays_under_30_mb():
 def test_license_and_citation_exist():
     assert "MIT License" in (REPO / "LICENSE").read_text()
     assert "Wu" in (REPO / "CITATION.cff").read_text()
+
+
+def test_no_module_imports_from_a_floor_above_it():
+    """docs/architecture.md's floors are the imports: every srlib module is on one floor, and no import of
+    srlib's (at module level or inside a function) reaches a floor above the importing module's."""
+    floors = {}
+    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
+        m = re.match(r"\| (\d)\. [^|]+\| ([^|]+)\|", line)
+        if m:
+            floors.update({name: int(m.group(1)) for name in re.findall(r"`(\w+)`", m.group(2))})
+    modules = {f.stem for f in (REPO / "srlib").glob("*.py")} - {"__init__", "__main__"}
+    assert modules <= set(floors), f"modules on no floor of docs/architecture.md: {modules - set(floors)}"
+    upward = []
+    for name in sorted(modules):
+        for node in ast.walk(ast.parse((REPO / "srlib" / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                upward += [f"{name} (floor {floors[name]}) -> {t} (floor {floors[t]}), line {node.lineno}"
+                           for t in (x.split(".")[0] for x in targets) if floors.get(t, -1) > floors[name]]
+    assert not upward, upward

@@ -10,7 +10,8 @@ from PIL import Image
 from srlib import train as T
 from srlib.evaluate import evaluate
 from srlib.infer import CheckpointError, load_generator, save_checkpoint
-from srlib.upscale import load_upscaler, main as upscale_main
+from srlib.cli import upscale_main
+from srlib.upscale import load_upscaler
 
 
 @pytest.fixture(scope="module")

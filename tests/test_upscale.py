@@ -13,8 +13,8 @@ from srlib.archs import AttentionGenerator, SRGANGenerator
 from srlib.imresize import imresize
 from srlib.infer import FORMAT, CheckpointError, save_checkpoint, upscale_array, upscale_tensor
 from srlib.io import Decoded, read_image_full
-from srlib.upscale import (expand_inputs, load_upscaler, main, upscale_file, upscale_files,
-                           upscale_image)
+from srlib.cli import upscale_main as main
+from srlib.upscale import expand_inputs, load_upscaler, upscale_file, upscale_files, upscale_image
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
