@@ -257,6 +257,7 @@ class AttentionGenerator(_ResNetGenerator):
 
     With ``convs_per_block=2, norm='batch', attention='none'`` this is exactly ``SRGANGenerator``.
     """
+    takes_options = True      # a run's ``generator`` options (the ablation's block variants) are its kwargs
 
     def __init__(self, scale=4, n_blocks=5, n_feats=64, convs_per_block=3, norm="group", groups=8,
                  attention="channel", reduction=16, act="prelu", padding="zeros"):
@@ -314,7 +315,16 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.logits(x))  # (B,) in (0, 1)
 
 
-GENERATORS = {"srgan": SRGANGenerator, "attention": AttentionGenerator}
+GENERATORS = {"srgan": SRGANGenerator, "attention": AttentionGenerator}   # arch -> class(scale, n_blocks, n_feats)
+
+
+def register_generator(name, cls):
+    """Add generator class ``cls`` as arch ``name``: built from ``scale``, ``n_blocks``, ``n_feats`` (and the
+    run's ``generator`` options when ``cls.takes_options``), saved and loaded by name
+    (:func:`build_generator`). Its model goes to :func:`srlib.config.register_model`."""
+    if name in GENERATORS:
+        raise ValueError(f"generator arch {name!r} is registered already")
+    GENERATORS[name] = cls
 
 
 def build_generator(arch, **kwargs):

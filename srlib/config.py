@@ -26,12 +26,31 @@ DEFAULT_TILE = 256                    # upscale: LR pixels per tile side; 0 = wh
 GPU_GRID = "configs/paper_budget_grid.yaml"   # the grid the GPU run trains: the CPU's paper-budget
 PEAK_BF16_TFLOPS = 989.0              # bench: H100 / H200 SXM, bf16 dense (no sparsity)
 
+# The model registry: every table that names models. A new one is added by register_model (its generator by
+# srlib.archs.register_generator); training, the CLI's --model, scoring and the reports pick it up from here.
+LOSSES = ("srgan", "paper", "l1")         # the generator losses of srlib.train.build_losses
 MODELS = {  # model -> (generator arch, generator loss)
     "srgan": ("srgan", "srgan"),
     "attention": ("attention", "paper"),
     "psnr": ("attention", "l1"),
 }
 WARMUP_MODEL = {"attention": "psnr", "srgan": "srgan"}   # the run that holds an architecture's shared warm-up
+LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention (ours)",
+          "psnr": "PSNR baseline (ours)"}                # how every report names a model
+
+
+def register_model(name, arch, loss, label, warmup=None):
+    """Add model ``name``: generator ``arch`` (a name of :data:`srlib.archs.GENERATORS`), loss ``loss`` (one of
+    :data:`LOSSES`), shown as ``label``; ``warmup``: the model whose run holds ``arch``'s shared warm-up
+    (default: this one, for a new arch). Training, the command line, run_dirs, scoring and the reports
+    (Table 1, model cards, figures) then know it."""
+    if name in MODELS or name in LABELS:
+        raise ValueError(f"model {name!r} is registered already")
+    if loss not in LOSSES:
+        raise ValueError(f"model {name!r}: loss {loss!r} is not one of {LOSSES}")
+    MODELS[name] = (arch, loss)
+    LABELS[name] = label
+    WARMUP_MODEL.setdefault(arch, warmup or name)
 
 
 @dataclass

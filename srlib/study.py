@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import reference
-from .config import from_saved
+from .config import LABELS, MODELS, from_saved  # noqa: F401  (study.LABELS: the registry's)
 from .data import BENCHMARKS, available, data_root, hr_files, load_eval_set, resolve_datasets
 from .data import project_path  # noqa: F401  (the notebooks call study.project_path)
 from .evaluate import bicubic, evaluate, summarize, write_csv
@@ -18,9 +18,7 @@ from .io import atomic_write
 from .lock import LOCK_NAME
 from .metrics import to_uint8
 
-RUN_MODELS = ("srgan", "attention", "psnr")
-LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention (ours)",
-          "psnr": "PSNR baseline (ours)"}
+RUN_MODELS = MODELS     # the registered models (srlib.config.register_model); iterating gives their names
 
 
 def environment_report(root=None):
@@ -152,7 +150,7 @@ def default_inference(df):
 
 def run_dirs(runs_dir):
     """{model: folder} of the training runs that exist in ``runs_dir``."""
-    return {m: Path(runs_dir) / m for m in RUN_MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
+    return {m: Path(runs_dir) / m for m in MODELS if (Path(runs_dir) / m / GENERATOR_FILE).exists()}
 
 
 def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", progress=True, perceptual=None,
@@ -370,12 +368,12 @@ def model_card(run_dir, summary):
              f"{cfg.crop} px, batch {cfg.batch_size}, LR by {cfg.degradation} bicubic x{cfg.scale}.",
              f"- Steps: {meta['steps_done']} generator steps: {warm} L1 warm-up "
              + ("(shared with the other runs of this architecture), " if len(shared) else "")
-             + f"then {meta['steps_done'] - warm} of its own loss ({'L1' if model == 'psnr' else 'the GAN loss'}).",
+             + f"then {meta['steps_done'] - warm} of its own loss ({'L1' if cfg.loss == 'l1' else 'the GAN loss'}).",
              f"- Recipe: Adam betas {cfg.betas}; warm-up lr {cfg.lr_warmup:g}, then G {cfg.lr_g:g}"
-             + (f" and D {cfg.lr_d:g}" if model != "psnr" else "") + f", {cfg.schedule} per phase; EMA "
+             + (f" and D {cfg.lr_d:g}" if cfg.loss != "l1" else "") + f", {cfg.schedule} per phase; EMA "
              f"{meta.get('ema', 'off')}; precision {meta['precision']} on {meta.get('cpu', '?')}; seed {cfg.seed}.",
-             "- Loss: " + {"psnr": "L1.", "attention": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
-                           "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[model],
+             "- Loss: " + {"l1": "L1.", "paper": "L1 + 1e-3 mean(1 - D(G(z))) (the paper's).",
+                           "srgan": f"MSE + 1e-3 mean(1 - D(G(z))) + 2e-8 TV; VGG16 term: {meta['vgg']}."}[cfg.loss],
              f"- Provenance: {provenance(meta)}",
              "- Inference: " + (inference_note(meta["calibration"]) if meta.get("calibration") else
                                 "no GroupNorm (BatchNorm with running statistics): its normalization does not "
@@ -389,7 +387,7 @@ def model_card(run_dir, summary):
                  for p in ("standard", "paper")]
         lines.append(f"| {ds} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Limits", ""] + [f"- {x}" for x in LIMITS]
-    if model == "srgan" and str(meta["vgg"]).startswith(("dropped", "random")):
+    if cfg.loss == "srgan" and str(meta["vgg"]).startswith(("dropped", "random")):
         lines.append("- Its perceptual (VGG16) term was not Ledig's: ImageNet VGG16 weights were unavailable.")
     return "\n".join(lines) + "\n"
 

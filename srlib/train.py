@@ -75,8 +75,10 @@ def training_precision(amp, device):
 
 
 def build_generator(cfg):
+    """(generator, its kwargs) for ``cfg``: the registered arch's class (:data:`srlib.archs.GENERATORS`) with
+    the config's size, and its ``generator`` options where the class takes them."""
     kwargs = dict(scale=cfg.scale, n_blocks=cfg.n_blocks, n_feats=cfg.n_feats)
-    if cfg.arch == "attention":
+    if getattr(archs.GENERATORS.get(cfg.arch), "takes_options", False):
         kwargs.update(cfg.generator)
     elif cfg.generator:
         raise ValueError(f"generator options {cfg.generator} apply to the attention generator only")

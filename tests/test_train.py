@@ -82,7 +82,7 @@ def test_ema_is_bias_corrected_and_averages_buffers():
     assert ema.state["1.num_batches_tracked"].item() == 3
 
 
-@pytest.mark.parametrize("model", ["srgan", "attention", "psnr"])
+@pytest.mark.parametrize("model", list(T.MODELS))      # every registered model (srlib.config)
 def test_smoke_run_writes_csv_checkpoint_meta(tmp_path, model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
