@@ -75,7 +75,7 @@ results=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['common'
 stage=".staging/$profile"
 if [ -f "$stage/.promoting" ]; then     # the last run finished but was stopped while moving its results
   echo "run_all: finishing the interrupted move of $stage into $results/"
-  python -m srlib.study promote "$stage" "$results"
+  python -m srlib.staging promote "$stage" "$results"
 fi
 if [ ! -d "$stage" ]; then
   mkdir -p "$stage.tmp"
@@ -83,7 +83,7 @@ if [ ! -d "$stage" ]; then
   # of notebooks that --from skips are there for the later ones (a runs folder elsewhere, as the ablation's,
   # whose weights are never committed, is used in place)
   # (promote moves back only the files that changed since this copy)
-  python -m srlib.study seed "$results" "$stage.tmp"
+  python -m srlib.staging start "$results" "$stage.tmp"
   mv "$stage.tmp" "$stage"
 else
   echo "run_all: continuing the interrupted run in $stage"
@@ -103,7 +103,7 @@ run() {  # run NOTEBOOK OUTPUT_NAME [key=value ...]
   local params
   params=$(python - "$config" "$nb" "$results" "$stage" "$@" <<'PY'
 import sys, yaml
-from srlib.study import notebook_parameters, relocate
+from srlib.staging import notebook_parameters, relocate
 extra = dict(a.split("=", 1) for a in sys.argv[5:])
 extra = {k: yaml.safe_load(v) for k, v in extra.items()}
 params = notebook_parameters(sys.argv[1], sys.argv[2], **extra)
@@ -124,7 +124,7 @@ PY
   set -e
   times > "$stage.times1"
   if [ "$rc" -ne 0 ]; then
-    echo "run_all: $nb failed in $(python -m srlib.study failure "$out" 2>/dev/null || echo "a cell (unreadable $out)")" >&2
+    echo "run_all: $nb failed in $(python -m srlib.staging failure "$out" 2>/dev/null || echo "a cell (unreadable $out)")" >&2
     echo "run_all: the executed notebook with the error is $out; $results/ is unchanged." >&2
     echo "run_all: run the same command again to continue from there (finished work is reused)." >&2
     exit 1
@@ -149,7 +149,7 @@ else
 fi
 [ -z "$from" ] || { echo "run_all: --from $from matches no notebook" >&2; exit 2; }
 [ -z "$to" ] || [ "$done_to" = true ] || { echo "run_all: --to $to matches no notebook" >&2; exit 2; }
-python -m srlib.study promote "$stage" "$results"
+python -m srlib.staging promote "$stage" "$results"
 echo "run_all: time per notebook:"
 printf '  %s\n' "${timings[@]}"
 echo "run_all: done; results in $results/"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from srlib.study import LABELS, loss_accounting, run_dirs
+from srlib.config import LABELS
+from srlib.report import loss_accounting, run_dirs
 
 TOP = Path(__file__).resolve().parents[1]
 

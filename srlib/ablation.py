@@ -25,11 +25,14 @@ import numpy as np
 import pandas as pd
 
 from . import archs, stats
-from .data import BENCHMARKS
+from .data import BENCHMARKS, project_path
 from .download import _sha256
 from .infer import GENERATOR_FILE
 from .io import atomic_write
 from .config import from_saved, make_config
+# the ablation's figures and markdown, which notebook 06 calls as ablation.<name> (code in figures and report)
+from .figures import plot_forest, plot_seed_curves  # noqa: F401
+from .report import INFERENCE_TEXT, absolute_markdown, ablation_markdown as markdown, decimals  # noqa: F401
 from .train import build_generator, train
 
 GRID_KEYS = {"common", "seeds", "reference", "primary_endpoint", "variants"}
@@ -193,7 +196,7 @@ def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference=
     mode); the cache is used only while all match. A generator trained before calibration existed is
     calibrated first (:func:`srlib.calibration.calibrate_run`; its file changes, so old scores are redone)."""
     from .calibration import calibrate_run
-    from .evaluate import evaluate, write_csv
+    from .evaluate import SCORES_CACHE, evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
     calibrate_run(folder, root)
     tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "inference": inference}
@@ -201,7 +204,7 @@ def score_run(folder, datasets=BENCHMARKS, root=None, progress=False, inference=
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
     df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), progress=progress,
-                  inference=inference)
+                  inference=inference, cache=project_path(SCORES_CACHE))
     df = df.drop(columns=["method", "protocol"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))   # after the CSV: a crash
@@ -212,14 +215,15 @@ def score_perceptual(folder, measures, datasets, root=None):
     """Per-image perceptual measures (:class:`srlib.perceptual.Perceptual`) of a run's generator on
     ``datasets``, cached in ``folder/perceptual.csv`` with ``perceptual.json`` (generator sha256, datasets and
     the measures' notes: which LPIPS backbone, which NIQE model), used only while all match."""
-    from .evaluate import evaluate, write_csv
+    from .evaluate import SCORES_CACHE, evaluate, write_csv
     folder, datasets = Path(folder), list(datasets)
     tag = {"generator_sha256": _sha256(folder / GENERATOR_FILE), "datasets": datasets, "notes": measures.notes,
            "inference": "calibrated"}
     csv, side = folder / "perceptual.csv", folder / "perceptual.json"
     if csv.exists() and side.exists() and json.loads(side.read_text()) == tag:
         return pd.read_csv(csv)
-    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), perceptual=measures)
+    df = evaluate(str(folder / GENERATOR_FILE), datasets, root, protocols=("standard",), perceptual=measures,
+                  cache=project_path(SCORES_CACHE))
     df = df.drop(columns=["method", "protocol", "psnr", "ssim", "inference", "offset_r", "offset_g", "offset_b"])
     write_csv(df, csv, decimals=6)
     atomic_write(side, lambda f: f.write(json.dumps(tag, indent=1).encode()))
@@ -413,22 +417,6 @@ def absolute_scores(scores):
     return summary, per_seed
 
 
-def absolute_markdown(summary, metric="psnr", datasets=None):
-    """``summary`` of :func:`absolute_scores` as a markdown table: one row per variant, 'mean ± SD (over
-    seeds)' per dataset (``datasets``: their order; default as they come, pooled last)."""
-    d = summary[summary["metric"] == metric]
-    sets = list(datasets or [x for x in dict.fromkeys(d["dataset"]) if x != "pooled"] + ["pooled"])
-    spec = ".2f" if metric == "psnr" else ".4f"
-    lines = [f"{metric.upper()} of each variant (standard protocol): mean over seeds ± SD over seeds "
-             f"(n seeds in brackets).", "", "| variant | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
-    for v, g in d.groupby("variant", sort=False):
-        g = g.set_index("dataset")
-        cells = [f"{format(g.loc[x, 'mean'], spec)} ± {_num(g.loc[x, 'sd'], spec)} ({int(g.loc[x, 'seeds'])})"
-                 if x in g.index else "" for x in sets]
-        lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def pilot_runs(grid, runs_dir, pilot_dir, budgets):
     """{budget label: runs folder} of the pilot: the grid's own budget (its runs) first, then each of
     ``budgets`` (label -> overrides) in ``pilot_dir/<label with '-' for spaces>``."""
@@ -495,160 +483,6 @@ def pilot_summary(grid, runs, seeds_for=(3, 5, 8), level=0.95, power=0.8, budget
     return (pd.concat(per_seed, ignore_index=True) if per_seed else pd.DataFrame()), pd.DataFrame(summary)
 
 
-def markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None, inference=None,
-             family_=None):
-    """The README's ablation table from :func:`analyze`'s ``table`` (at interval ``level``, default the
-    endpoint's): one row per comparison, the pooled difference of each of ``metrics`` with its interval, p and
-    Holm p; the primary endpoint first and in bold. ``complete``: the seeds analyzed (those at which every
-    variant has finished). ``inference`` (the scores' inference mode) and ``family_`` (as :func:`analyze`) are
-    stated in the caption. Written to ``path`` (atomically) when given; returns the text."""
-    end = grid["primary_endpoint"]
-    if not end.get("pooled", True) or end["metric"] not in metrics:
-        raise ValueError(f"the table shows pooled {list(metrics)}; the primary endpoint {end} is not among them")
-    pooled = table[(table["dataset"] == "pooled") & table["metric"].isin(metrics)]
-    level = round(100 * (level or end.get("level", 0.95)))
-    lines = [f"Variant minus `{grid['reference']}`, all {', '.join(end['datasets'])} images pooled (standard "
-             f"protocol), at {grid['common']['steps']} steps: mean over seeds [{level}% t interval; decimals per "
-             f"row such that the interval's half-width shows 2 significant figures], two-sided "
-             f"p, and Holm-adjusted p over {_family_text(family_ or family(grid))} of the same metric (m each). "
-             + (f"Inference: {INFERENCE_TEXT[inference]}. " if inference else "") + "Seeds "
-             f"analyzed: {len(complete)} of {len(grid['seeds'])} ({', '.join(map(str, complete)) or 'none'}).",
-             "", "| comparison | " + " | ".join(f"{m.upper()} [{level}% CI] | p | Holm p" for m in metrics) + " |",
-             "|---|" + "---|---|---|" * len(metrics)]
-    comps = list(dict.fromkeys(pooled.sort_values("primary", ascending=False, kind="stable")["comparison"]))
-    for comp in comps:
-        rows = pooled[pooled["comparison"] == comp].drop_duplicates("metric").set_index("metric")
-        cells = [f"**{comp} (primary)**" if rows["primary"].any() else comp]
-        for m in metrics:
-            if m not in rows.index:
-                cells += ["", "", ""]
-                continue
-            r = rows.loc[m]
-            d = f"+.{decimals(r['ci_low'], r['ci_high'], 2 if m == 'psnr' else 4)}f"
-            cells += [f"{_num(r['mean'], d)} [{_num(r['ci_low'], d)}, {_num(r['ci_high'], d)}]", _p(r["p"]),
-                      "(confirmatory)" if bool(r["primary"]) else
-                      f"{_p(r['p_holm'])} (m={int(r['m'])})" if r["m"] else "(descriptive)"]
-        lines.append("| " + " | ".join(cells) + " |")
-    if not comps:
-        why = "no pooled rows" if complete else "no seed complete yet"
-        lines.append(f"| ({why}) |" + " |" * (3 * len(metrics)))
-    text = "\n".join(lines) + "\n"
-    if path:
-        atomic_write(path, lambda f: f.write(text.encode()))
-    return text
-
-
-INFERENCE_TEXT = {"calibrated": "GroupNorm calibrated at the training extent (the default)",
-                  "whole": "whole image, GroupNorm with each image's own statistics (the analysis of record)"}
-
-
-def _family_text(fam_spec):
-    fam, with_contrasts = fam_spec
-    if fam == "all":
-        return "the exploratory comparisons (every other row, per set and pooled)"
-    contrasts = " and of each contrast" if with_contrasts else "; contrasts descriptive"
-    return f"the declared exploratory family (the pooled row of each variant minus the reference{contrasts}; " \
-           "per-set rows descriptive)"
-
-
-def decimals(low, high, least=2):
-    """Decimals that show the half-width of the interval [low, high] to 2 significant figures, at least
-    ``least`` (and at most 8): +0.0003 [-0.0026, +0.0032] rather than +0.00 [-0.00, +0.00]. A half-width
-    under 1e-9 (no spread but float rounding) keeps ``least``."""
-    half = (high - low) / 2
-    if not np.isfinite(half) or half < 1e-9:
-        return least
-    return int(min(8, max(least, 1 - np.floor(np.log10(half)))))
-
-
-def _num(x, spec):
-    return "n/a" if pd.isna(x) else format(x, spec)
-
-
-def _p(p):
-    return "<0.001" if not pd.isna(p) and p < 0.001 else _num(p, ".3f")
-
-
-def plot_forest(table, metric="psnr", path=None, alpha=0.05):
-    """Forest plot of :func:`analyze`'s table: each comparison's mean difference and interval, one panel per
-    dataset (pooled first, then Table 1's order), all on one x-range; the primary endpoint in red; a filled
-    marker where the comparison's Holm-adjusted p (the primary: its own p) is below ``alpha``, hollow
-    otherwise. Differences are variant minus reference."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    sub = table[table["metric"] == metric]
-    present = set(sub["dataset"])
-    others = sorted(present - set(BENCHMARKS) - {"pooled"})
-    datasets = [d for d in ["pooled", *BENCHMARKS, *others] if d in present]
-    comps = list(dict.fromkeys(sub["comparison"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets) + 2.5, 0.45 * len(comps) + 2.0),
-                             sharey=True, sharex=True, squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        d = sub[sub["dataset"] == ds].set_index("comparison").reindex(comps)
-        y = np.arange(len(comps))[::-1]
-        for yi, (_, r) in zip(y, d.iterrows()):
-            if pd.isna(r["mean"]):
-                continue
-            primary = r["primary"] in (True, 1)        # bool or numpy bool
-            color = "tab:red" if primary else "tab:blue"
-            p = r["p"] if primary else r["p_holm"]
-            ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
-                        color=color, ms=5, capsize=3, mfc=color if p < alpha else "white")
-        ax.axvline(0, color="gray", lw=1, ls="--")
-        ax.set_title(ds, fontsize=10)
-        ax.set_xlabel(f"{metric.upper()} difference" + (" (dB)" if metric == "psnr" else ""))
-        ax.set_yticks(y, comps, fontsize=8)
-    n = int(sub["seeds"].max()) if len(sub) else 0
-    fig.suptitle(f"Ablation: variant - reference, mean and 95% t interval over {n} seeds", fontsize=10)
-    handles = [Line2D([], [], color="tab:red", marker="o", ls="", label="primary endpoint"),
-               Line2D([], [], color="tab:blue", marker="o", ls="", label=f"exploratory, Holm-adjusted p < {alpha:g}"),
-               Line2D([], [], color="tab:blue", marker="o", mfc="white", ls="",
-                      label=f"exploratory, Holm-adjusted p >= {alpha:g}")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-def plot_seed_curves(grid, runs_dir, path=None, column="tune_psnr", bicubic=None, records=None):
-    """Validation curves of every run (held-out PSNR by default) against the step, one panel per variant, one
-    line per seed; shared warm-up rows included, so every run's curve starts at step 0's first validation. A
-    dotted line ends the shared warm-up; ``bicubic``: bicubic's score on the same split, drawn as a line."""
-    import matplotlib.pyplot as plt
-    names = runnable(grid)
-    cols = min(5, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.6), sharex=True, sharey=True,
-                             squeeze=False)
-    warm = grid.get("common", {}).get("warmup_steps")
-    for ax, name in zip(axes.ravel(), names):
-        for seed in grid["seeds"]:
-            csv = run_folder(runs_dir, seed, name, records) / "metrics.csv"
-            if csv.exists():
-                df = pd.read_csv(csv)
-                if column in df:
-                    ax.plot(df["step"], df[column], marker=".", lw=1, label=f"seed {seed}")
-        if bicubic is not None:
-            ax.axhline(bicubic, color="black", lw=1, ls="--", label="bicubic")
-        if warm:
-            ax.axvline(warm, color="gray", lw=1, ls=":", label="end of the shared warm-up")
-        ax.set_title(name, fontsize=9)
-    for ax in axes.ravel()[len(names):]:
-        ax.axis("off")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(7, len(labels)), fontsize=7, frameon=False)
-    tune = grid.get("common", {}).get("tune_set", "the held-out split")
-    fig.supylabel(f"PSNR on {tune} (dB, standard protocol)" if column == "tune_psnr" else column)
-    fig.supxlabel("generator step")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-    return fig
-
-
 def extent_sweep(grid, runs_dir, datasets, root=None, seed=None, records=None):
     """:func:`srlib.extent.probe`'s sweep (tiles of half to four times the training extent, and the whole image,
     in every inference mode the generator has) of one seed's run (the grid's first seed by default) of every
@@ -689,7 +523,7 @@ def _run_sweep(folder, label, name, datasets, root):
 def loss_terms(grid, runs_dir, records=None):
     """What the adversarial term did in each finished run with a discriminator: its share of G's gradient
     norm at the first and last validation of the main phase, and the final mean D(G(z))."""
-    from .study import loss_accounting
+    from .report import loss_accounting
     rows = []
     for seed in grid["seeds"]:
         for name in runnable(grid):

@@ -49,6 +49,9 @@ def mean_offset(sr, hr):
 SCORES_VERSION = 1   # raise when a metric's code changes: cached per-image scores of older code are then not reused
 
 
+SCORES_CACHE = "cache/scores"   # under the repository: the one scorer's cache (study, ablation, gpurun), by score_key
+
+
 def score_key(method, items, scale, protocols, lr_source, inference, perceptual):
     """The cache key of one method's per-image scores on one dataset: the generator file's sha256 (or
     'bicubic'), the inference asked for, scale, protocols, LR source, the perceptual measures' identity (their

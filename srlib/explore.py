@@ -32,7 +32,8 @@ from .imresize import degrade
 from .infer import GENERATOR_FILE, load_generator
 from .io import ImageError, read_image_full
 from .metrics import image_scores, to_uint8
-from .study import LABELS, _zoom_box
+from .config import LABELS
+from .figures import _zoom_box
 
 OFFSETS = ("offset_r", "offset_g", "offset_b")
 MEASURES = ("lpips", "stlpips_alex", "haarpsi", "gmsd", "ms_ssim", "niqe_live")   # of srlib.perceptual, shown here

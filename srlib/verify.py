@@ -10,7 +10,8 @@ import pandas as pd
 
 from .data import available
 from .evaluate import evaluate, summarize
-from .study import LABELS, run_dirs
+from .config import LABELS
+from .report import run_dirs
 from .infer import GENERATOR_FILE
 
 

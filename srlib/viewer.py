@@ -3,7 +3,7 @@
 The reader picks a benchmark image and compares bicubic, the PSNR baseline, SRGAN, the attention model and
 HR on the same zoomed crop. Only crops are stored (the repository must stay small), as PNG data URIs in
 one HTML file with inline CSS and JavaScript: the page makes no network request. The crop is the window
-with the most detail in HR (:func:`srlib.study._zoom_box`, the logic of Figure 1). Every method runs once
+with the most detail in HR (:func:`srlib.figures._zoom_box`, the logic of Figure 1). Every method runs once
 on the whole LR image (as the benchmark does), so the PSNR/SSIM shown are the whole-image scores of the
 standard protocol, not scores of the crop.
 
@@ -24,7 +24,9 @@ from .evaluate import make_upscaler
 from .infer import GENERATOR_FILE
 from .io import atomic_write
 from .metrics import image_scores, to_uint8
-from .study import LABELS, _zoom_box, run_dirs
+from .config import LABELS
+from .figures import _zoom_box
+from .report import run_dirs
 
 METHODS = ("bicubic", "psnr", "srgan", "attention")    # display order; HR comes last
 MAX_BYTES = 2_000_000   # the page's size cap: the tracked repository (~20 MB) must stay under 25 MB

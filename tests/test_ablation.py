@@ -271,7 +271,7 @@ def test_run_all_ablation_profile_config():
     """./run_all.sh ablation: its config gives notebook 06 every parameter it declares, with the grid's own
     budget (no overrides), and the pre-flight checks the grid's training and benchmark data."""
     from srlib.prepare import profile_datasets
-    from srlib.study import notebook_parameters
+    from srlib.staging import notebook_parameters
     root = GRID.parent.parent
     params = notebook_parameters(root / "configs" / "ablation.yaml", root / "notebooks" / "06_ablation.ipynb")
     assert params["grid"] == "configs/ablation_grid.yaml" and params["overrides"] == {}

@@ -288,18 +288,18 @@ def test_step_sampler_shares_each_global_batch_among_processes():
 
 
 def test_seed_and_promote(tmp_path):
-    """run_all's staging: seed() copies the results folder; promote() moves back only what the run changed or
+    """run_all's staging: start() copies the results folder; promote() moves back only what the run changed or
     made (files replaced by renames, folders merged), so outputs of skipped notebooks stay and results
     changed meanwhile are not reverted; a promote stopped midway is finished by calling it again."""
     import os
 
-    from srlib.study import PROMOTING, promote, seed
+    from srlib.staging import PROMOTING, promote, start
     results, stage = tmp_path / "results", tmp_path / ".staging" / "quick"
     for rel, text in {"table1.csv": "old", "notebooks/01_data.ipynb": "kept", "notebooks/03_benchmark.ipynb": "old",
                       "figures/data_samples.png": "kept", "train/psnr/meta.json": "kept"}.items():
         (results / rel).parent.mkdir(parents=True, exist_ok=True)
         (results / rel).write_text(text)
-    seed(results, stage)
+    start(results, stage)
     assert (stage / "notebooks" / "01_data.ipynb").read_text() == "kept"
     (results / "train" / "psnr" / "meta.json").write_text("changed meanwhile")   # e.g. another profile's run
     for rel in ("table1.csv", "notebooks/03_benchmark.ipynb", "figures/new.png", "perceptual.md"):
@@ -313,7 +313,7 @@ def test_seed_and_promote(tmp_path):
                    "train/psnr/meta.json": "changed meanwhile"}
     assert not stage.exists() and not any(p.name.startswith(".replaced") for p in results.iterdir())
     # stopped midway: the marker is there and some files are still staged; promote again finishes the move
-    seed(results, stage)
+    start(results, stage)
     (stage / "late.csv").write_text("late")
     (stage / PROMOTING).touch()
     promote(stage, results)

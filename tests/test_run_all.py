@@ -153,7 +153,7 @@ def test_a_second_run_all_on_the_same_profile_stops_at_once(tmp_path):
 
 
 def test_a_failed_notebook_is_named_with_its_cell_and_error(tmp_path):
-    from srlib.study import notebook_failure
+    from srlib.staging import notebook_failure
     nb = {"cells": [{"cell_type": "markdown", "source": ["# title"]},
                     {"cell_type": "code", "execution_count": 1, "source": ["x = 1"], "outputs": []},
                     {"cell_type": "code", "execution_count": 2, "outputs": [
@@ -168,4 +168,4 @@ def test_a_failed_notebook_is_named_with_its_cell_and_error(tmp_path):
     nb["cells"][2]["outputs"] = []
     path.write_text(__import__("json").dumps(nb))
     assert notebook_failure(path) is None and notebook_failure(tmp_path / "missing.ipynb") is None
-    assert "python -m srlib.study failure" in (REPO / "run_all.sh").read_text()
+    assert "python -m srlib.staging failure" in (REPO / "run_all.sh").read_text()

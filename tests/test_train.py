@@ -372,7 +372,7 @@ def test_meta_records_provenance(tmp_path):
     assert data["train"]["listed"] == 6
     import pandas as pd
 
-    from srlib.study import model_card
+    from srlib.report import model_card
     card = model_card(tmp_path / "run", pd.DataFrame(columns=["method", "dataset", "protocol", "psnr", "ssim"]))
     line = next(x for x in card.splitlines() if x.startswith("- Provenance: "))
     assert data["train"]["sha256"] in line and data["val"]["sha256"] in line and "predates" not in line
