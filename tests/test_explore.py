@@ -124,7 +124,14 @@ def test_in_memory_calibration_is_srlib_calibrate(attention, uncalibrated, bird,
     assert stored.statistics == committed.statistics == "calibrated statistics stored in the file"
     lr = bird.lr[:40, :40]
     assert np.array_equal(explore.run(stored, lr, "calibrated"), explore.run(attention, lr, "calibrated"))
-    assert np.array_equal(explore.run(committed, lr, "calibrated"), explore.run(attention, lr, "calibrated"))
+    # the committed statistics were measured on another machine (float sums differ in their last bits between
+    # CPUs and thread counts): the same statistics to rounding, the same output to at most one level
+    here = dict(attention.model.named_buffers())
+    for name, buf in committed.model.named_buffers():
+        if name.endswith(("calib_mean", "calib_var")):
+            assert torch.allclose(buf, here[name], rtol=1e-4, atol=1e-6), name
+    diff = np.abs(explore.run(committed, lr, "calibrated").astype(int) - explore.run(attention, lr, "calibrated"))
+    assert diff.max() <= 1
 
 
 def test_without_training_data_calibrated_runs_whole_image_and_says_so(uncalibrated, bird, tmp_path):

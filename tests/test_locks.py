@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srlib import cli, infer, train as T
+from srlib import checkpoint, cli, train as T
 from srlib.infer import load_checkpoint, load_generator
 from srlib.lock import EXIT_LOCKED, FolderLocked, lock
 
@@ -176,7 +176,7 @@ def test_ctrl_c_mid_interval_says_where_and_the_resume_is_exact(tmp_path, lone):
 
 
 def test_disk_full_during_a_checkpoint_is_one_line_and_the_resume_is_exact(tmp_path, monkeypatch, capsys):
-    real, calls = infer.atomic_write, []
+    real, calls = checkpoint.atomic_write, []
 
     def full_at_second_checkpoint(path, write_fn, mode="wb", size=None):
         calls.append(Path(path).name)
@@ -188,7 +188,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_the_resume_is_exact(tmp_p
         return real(path, write_fn, mode, size)
 
     run, settings = tmp_path / "run", ["val_every=2"]      # 6 steps: checkpoints at 2, 4 (disk full) and 6
-    monkeypatch.setattr(infer, "atomic_write", full_at_second_checkpoint)
+    monkeypatch.setattr(checkpoint, "atomic_write", full_at_second_checkpoint)
     assert cli.main(_train_args(run, settings)) == 74
     line = error_lines(capsys.readouterr().err)
     size = (run / "checkpoint.pt").stat().st_size
@@ -198,7 +198,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_the_resume_is_exact(tmp_p
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "generator.safetensors", "meta.json",
                                                       "metrics.csv"]      # no temporary file, no lock
-    monkeypatch.setattr(infer, "atomic_write", real)
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
     assert cli.main(_train_args(run, settings)) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -45,7 +45,8 @@ def test_requirements_environment_and_pyproject_agree():
     assert declared == set(pins), (declared ^ set(pins))
 
 
-STUDY_MODULES = ("study.py", "bench.py", "ablation.py", "extent.py", "explore.py")
+STUDY_MODULES = ("study.py", "bench.py", "ablation.py", "extent.py", "explore.py", "figures.py", "report.py",
+                 "staging.py")
 
 
 def test_every_third_party_import_of_srlib_is_a_core_dependency():
