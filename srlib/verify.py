@@ -11,7 +11,7 @@ import pandas as pd
 from .data import available
 from .evaluate import evaluate, summarize
 from .config import LABELS
-from .report import run_dirs
+from .report import default_inference, run_dirs
 from .infer import GENERATOR_FILE
 
 
@@ -28,7 +28,8 @@ def verify(results="results", root=None, datasets=None, tol_psnr=2e-3, tol_ssim=
     rows = []
     for method, label in methods.items():
         now = summarize(evaluate(method, sets, root, label=label, progress=progress)).set_index(["dataset", "protocol"])
-        old = table[table.method == label].set_index(["dataset", "protocol"])
+        old = default_inference(table)       # table1.csv holds whole-image rows beside the default ones
+        old = old[old.method == label].set_index(["dataset", "protocol"])
         for (ds, protocol), r in now.iterrows():
             for metric, tol in (("psnr", tol_psnr), ("ssim", tol_ssim)):
                 committed = old[metric].get((ds, protocol), float("nan"))

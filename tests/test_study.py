@@ -1,6 +1,7 @@
 """What the notebooks draw and write from the runs' files: training curves, paired per-image gains over
 bicubic, and the provenance line of a model card."""
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -116,3 +117,23 @@ def test_perceptual_table_keeps_hr_beside_both_inference_modes(tmp_path):
     # an HR frame written without an inference column (as before this test) is not dropped either
     table = study.write_perceptual(per_image, hr.drop(columns="inference"), {}, tmp_path)
     assert "HR" in set(table["method"])
+
+
+@pytest.mark.skipif(not os.environ.get("SRLIB_DATA"), reason="needs the shared datasets (SRLIB_DATA)")
+def test_verify_reproduces_the_committed_table_and_fails_on_an_edited_cell(tmp_path):
+    """`srlib verify` re-scores the committed generators on Set5 against results/table1.csv (which holds
+    whole-image rows beside the default ones: only the default ones are compared), and a cell edited by
+    hand fails."""
+    from srlib.verify import verify
+    top = Path(__file__).resolve().parents[1] / "results"
+    (tmp_path / "train").symlink_to(top / "train")
+    table = pd.read_csv(top / "table1.csv")
+    table.to_csv(tmp_path / "table1.csv", index=False)
+    rows, missing = verify(tmp_path, datasets=["Set5"], progress=False)
+    assert not missing and len(rows) == 4 * 2 * 2 and rows.ok.all()      # 4 methods x 2 protocols x 2 metrics
+    cell = (table.method == "SRGAN (ours)") & (table.dataset == "Set5") & (table.protocol == "standard")
+    table.loc[cell, "psnr"] += 0.01
+    table.to_csv(tmp_path / "table1.csv", index=False)
+    rows, _ = verify(tmp_path, datasets=["Set5"], progress=False)
+    assert list(rows[~rows.ok][["method", "protocol", "metric"]].itertuples(index=False, name=None)) == \
+        [("SRGAN (ours)", "standard", "psnr")]
