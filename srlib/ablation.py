@@ -185,6 +185,13 @@ def _write(path, data):
     atomic_write(path, lambda out: out.write(data))
 
 
+def _generator_sha(folder):
+    """The sha256 of the generator of a run folder, or of a record folder (from its record.json); None."""
+    if (folder / GENERATOR_FILE).exists():
+        return _sha256(folder / GENERATOR_FILE)
+    return _tag(folder / RECORD).get("generator_sha256")
+
+
 def _scores_stem(inference):
     return "scores" if inference == "calibrated" else f"scores-{inference}"
 
@@ -282,7 +289,7 @@ def status(grid, runs_dir, records=None):
             folder = run_folder(runs_dir, seed, name, records)
             weights = (folder / GENERATOR_FILE).exists()
             meta = _tag(folder / "meta.json")
-            sha = _sha256(folder / GENERATOR_FILE) if weights else _tag(folder / RECORD).get("generator_sha256")
+            sha = _generator_sha(folder)
             warm_name = Path(meta.get("warmup_run") or "-").name
             warm = next((w for w in (Path(r) / "warmup" / warm_name / "meta.json" for r in (runs_dir, records) if r)
                          if w.exists()), None)
@@ -505,8 +512,7 @@ def _run_sweep(folder, label, name, datasets, root):
     from . import extent
     from .evaluate import write_csv
     weights = (folder / GENERATOR_FILE).exists()
-    sha = _sha256(folder / GENERATOR_FILE) if weights else _tag(folder / RECORD).get("generator_sha256")
-    tag = {"generator_sha256": sha, "datasets": list(datasets)}
+    tag = {"generator_sha256": _generator_sha(folder), "datasets": list(datasets)}
     if (folder / "extent.csv").exists() and _tag(folder / "extent.json") == tag:
         return pd.read_csv(folder / "extent.csv")
     if not weights:

@@ -371,12 +371,12 @@ def _train(cfg, out, resume, force):
                 if run.ema is not None:      # a phase starts from the previous phase's exported (EMA) weights,
                     run.G.load_state_dict(run.ema.state)   # as a shared warm-up's main phase does
                 run.new_phase(name)
-            row, step = _run_interval(run, step, stop, name)
+            row = _run_interval(run, step, stop, name)      # run.step is stop now
             if rank:                # rank 0 validates and writes; the others wait until it has
                 dist.barrier()
                 continue
-            _validate_and_checkpoint(run, row, history, step, name, t0)
-            saved = step
+            _validate_and_checkpoint(run, row, history, stop, name, t0)
+            saved = stop
             if world > 1:
                 dist.barrier()
     except KeyboardInterrupt as e:
@@ -531,8 +531,9 @@ def _load_data(run):
 
 
 def _run_interval(run, step, stop, name):
-    """Steps ``step`` to ``stop`` of phase ``name``. Returns (the interval's row: the mean of each logged value
-    over the global batch, and each loss term's share of G's gradient norm on the fixed batch; ``stop``)."""
+    """Steps ``step`` to ``stop`` of phase ``name``, counted in ``run.step``. Returns the interval's row: the
+    mean of each logged value over the global batch, and each loss term's share of G's gradient norm on the
+    fixed batch."""
     cfg, device, fmt, gan = run.cfg, run.device, run.fmt, name == "gan"
     sampler = StepSampler(len(run.dataset), cfg.batch_size, step, stop, cfg.seed, run.rank, run.world)
     loader = torch.utils.data.DataLoader(run.dataset, batch_sampler=sampler, num_workers=run.workers,
@@ -577,7 +578,7 @@ def _run_interval(run, step, stop, name):
     accounting = term_gradients(run.G, run.D if gan else None, crit, *run.fixed, run.context)
     total_norm = sum(g for _, g in accounting.values()) or 1.0
     row.update({f"share_{k}": g / total_norm for k, (_, g) in accounting.items()})
-    return row, step
+    return row
 
 
 def _validate_and_checkpoint(run, row, history, step, name, t0):
