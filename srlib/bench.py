@@ -41,7 +41,7 @@ import os
 import resource
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -50,7 +50,7 @@ from .data import DEMO, TrainDataset, hr_files, resolve_datasets
 from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
 from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
-from .config import make_config
+from .config import gan_models, make_config
 from .train import build_generator, build_losses, train_step
 
 COLUMNS = ["measurement", "config", "srlib", "naive", "unit", "ratio", "note"]
@@ -60,7 +60,7 @@ TRAIN_SETS = ["T91", "BSD200", "DIV2K"]   # data loading source under --data-roo
 
 @dataclass
 class BenchConfig:
-    models: tuple = ("srgan", "attention")  # GAN models of srlib.train (generator + loss)
+    models: tuple = field(default_factory=gan_models)   # the registry's GAN models (srlib.config.gan_models)
     crops: tuple = (96, 128)                # HR crop of the training step
     batch: int = 16                         # the paper's batch
     n_blocks: int = 5                       # generator size, as the training profiles

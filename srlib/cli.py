@@ -10,7 +10,8 @@ import os
 import sys
 import traceback
 
-from .config import BENCHMARKS, DEFAULT_TILE, GPU_GRID, INFERENCE, MODELS, PEAK_BF16_TFLOPS, PRECISIONS, PROFILES
+from .config import (BENCHMARKS, DEFAULT_TILE, GPU_GRID, INFERENCE, MODELS, PEAK_BF16_TFLOPS, PRECISIONS, PROFILES,
+                     gan_models)
 
 def _evaluate(args):
     from .evaluate import evaluate, format_table, summarize, write_csv
@@ -211,7 +212,8 @@ def _bench(sub):
                         f"or {PEAK_BF16_TFLOPS:g})")
     b.add_argument("--parts", nargs="+", choices=["train", "data", "inference"],
                    default=["train", "data", "inference"])
-    b.add_argument("--models", nargs="+", choices=["srgan", "attention"], default=None)
+    b.add_argument("--models", nargs="+", choices=gan_models(), default=None,
+                   help="GAN models to time (default: every registered one)")
     b.add_argument("--crops", nargs="+", type=int, default=None)
     b.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads during the run (default: unchanged; 1 can win on a busy shared CPU)")

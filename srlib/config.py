@@ -53,6 +53,11 @@ def register_model(name, arch, loss, label, warmup=None):
     WARMUP_MODEL.setdefault(arch, warmup or name)
 
 
+def gan_models():
+    """The registered models whose loss has an adversarial term (a G+D step): the bench's default models."""
+    return tuple(name for name, (_, loss) in MODELS.items() if loss != "l1")
+
+
 @dataclass
 class TrainConfig:
     model: str = "attention"            # 'srgan' | 'attention' | 'psnr'

@@ -42,6 +42,18 @@ def test_the_registry_refuses_a_name_twice_and_an_unknown_loss(toy):
         config.register_model("toy2", "toy", "l2", "Toy 2")
 
 
+def test_the_bench_times_every_registered_gan_model(toy):
+    from srlib.bench import BenchConfig
+    from srlib.cli import build_parser
+    assert BenchConfig().models == ("srgan", "attention")              # psnr and the toy train with L1 only
+    config.register_model("toy_gan", "toy", "paper", "Toy GAN (test)")
+    try:
+        assert BenchConfig().models == ("srgan", "attention", "toy_gan")
+        assert build_parser().parse_args(["bench", "--models", "toy_gan"]).models == ["toy_gan"]
+    finally:
+        del config.MODELS["toy_gan"], config.LABELS["toy_gan"]
+
+
 def test_a_registered_toy_generator_is_trained_scored_and_reported(toy, tmp_path):
     import pandas as pd
 
