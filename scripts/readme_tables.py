@@ -1,13 +1,25 @@
-"""The README's result blocks, generated from results/ (so that every number there is copied, not typed).
+"""The README's numbers: result blocks generated from results/, and every other number given its source.
 
-Each block sits in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``:
+Each block sits in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` and is generated
+by ``BLOCKS[NAME]`` (so that every number there is copied, not typed). A number in the prose (outside blocks,
+code spans and fenced code) sits in a paragraph whose first line is a tag naming where its numbers come from:
 
-    python scripts/readme_tables.py [--results results] --write    # refill every block of README.md
-    python scripts/readme_tables.py --check                        # exit 1 naming each block that differs
+    <!-- numbers: results/speed.csv configs/quick.yaml -->     each number is found in one of these files, at
+                                                               the precision the README prints it
+    <!-- numbers: external: Wu (2024), Table 1 -->             quoted from outside the repository (named)
+
+A number the tag's files do not hold (a difference, a ratio) is an inline value, generated like a block:
+``<!--v:NAME-->0.11<!--/v-->`` with ``VALUES[NAME]``. :func:`unsourced` lists every prose number without a
+source or not found in it; the README test fails on any.
+
+    python scripts/readme_tables.py [--results results] --write    # refill every block and value of README.md
+    python scripts/readme_tables.py --check                        # exit 1 naming each block or number at fault
     python scripts/readme_tables.py                                # print the blocks
 """
 import argparse
+import functools
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -199,6 +211,7 @@ BLOCKS = {
     "training": training_summary,
     "perceptual": _markdown("perceptual.md", demote=1),
     "perceptual_control": _markdown("perceptual_control.md"),
+    "ablation": _markdown("ablation.md"),
     "speed": speed_table,
     "offsets": offset_table,
     "gaps": gap_table,
@@ -206,6 +219,110 @@ BLOCKS = {
     "explore_timing": explore_timing,
 }
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /results:(?P=name) -->)", re.S)
+
+
+VALUES = {}   # inline values: name -> function of the results folder, returning the text the README shows
+VALUE = re.compile(r"<!--v:(?P<name>[\w-]+)-->(?P<body>.*?)<!--/v-->")
+QUOTE = re.compile(r"<!--ext:(?P<source>[^>]+?)-->(?P<body>.*?)<!--/ext-->")   # a quotation, its source named
+TAG = re.compile(r"<!-- numbers: (?P<sources>.+?) -->")
+NUMBER = re.compile(r"(?<![\w.+\-/#:@])[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?%?(?![\w.]*\d)")
+NOT_A_QUANTITY = re.compile(r"(?:Table|Tables|Figure|Figures|Fig\.|issue|issues|Section|notebook|notebooks) $")
+FILE_NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _strip(text):
+    """``text`` without what is not prose (code spans, link targets, inline values, quotations, comments), each
+    replaced by a space and the line breaks it spanned."""
+    keep = lambda m: " " + "\n" * m.group().count("\n")      # noqa: E731
+    for pattern in (r"`[^`]*`", r"\]\([^)]*\)", VALUE.pattern, QUOTE.pattern, r"<!--.*?-->"):
+        text = re.sub(pattern, keep, text, flags=re.S)
+    return text
+
+
+def paragraphs(readme):
+    """The prose paragraphs, each a list of (line number, line): outside fenced code and generated blocks."""
+    out, cur, fence, block = [], [], False, False
+    for i, line in enumerate(readme.split("\n"), 1):
+        if line.startswith("```"):
+            fence = not fence
+        elif re.match(r"<!-- results:[\w-]+ -->$", line):
+            block = True
+        elif re.match(r"<!-- /results:[\w-]+ -->$", line):
+            block = False
+        elif not (fence or block) and line.strip():
+            cur.append((i, line))
+            continue
+        if cur:
+            out.append(cur)
+        cur = []
+    return out + ([cur] if cur else [])
+
+
+def numbers(text):
+    """The quantities of a prose line, as (token as printed, value); names such as 'Table 1' left out."""
+    found = []
+    text = re.sub(r"^(\s*)\d+\. ", lambda m: m.group(1) + "#. ", text)     # an ordered list's item number
+    for m in NUMBER.finditer(text):
+        if NOT_A_QUANTITY.search(text[:m.start()]) or text[m.end():m.end() + 1] == "_":   # 'Table 1', '01_data'
+            continue
+        found.append((m.group(), float(m.group().rstrip("%").replace(",", ""))))
+    return found
+
+
+def _matches(token, value, pool):
+    """Whether a number of ``pool`` prints as ``token``: equal at the token's decimals (by magnitude: prose
+    says 'x lower'), or a percentage of a share."""
+    if "e" in token:
+        return any(math.isclose(abs(f), abs(value), rel_tol=1e-6) for f in pool)
+    decimals = len(token.rstrip("%").split(".")[1]) if "." in token else 0
+    tol = 0.5 * 10 ** -decimals + 1e-9
+    v = abs(value)
+    return any(abs(abs(f) - v) <= tol or (token.endswith("%") and abs(100 * abs(f) - v) <= tol) for f in pool)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_numbers(path):
+    return tuple(float(t.replace(",", "")) for t in FILE_NUMBER.findall(path.read_text(errors="replace")))
+
+
+def unsourced(readme, top=TOP):
+    """Every prose number of ``readme`` without a source, or not found in the files its paragraph's tags name
+    (a tag anywhere in the paragraph; several tags add their files): 'line N: "token" why' strings, empty when
+    every number has its source."""
+    problems = []
+    for para in paragraphs(readme):
+        text = "\n".join(line for _, line in para)
+        for m in QUOTE.finditer(text):
+            if not m["source"].strip():
+                problems.append(f"line {para[0][0]}: a quotation without its source")
+        tags = [m["sources"] for m in TAG.finditer(text)]
+        external = any(t.startswith("external:") and t[9:].strip() for t in tags)
+        files = [f for t in tags if not t.startswith("external:") for f in t.split()]
+        missing = [f for f in files if not (top / f).is_file()]
+        if missing:
+            problems.append(f"line {para[0][0]}: the tag names no file {', '.join(missing)}")
+            continue
+        pool = [x for f in files for x in _file_numbers(top / f)]
+        for (i, _), line in zip(para, _strip(text).split("\n")):
+            for token, value in numbers(line):
+                if external and not files:
+                    continue
+                if not tags:
+                    problems.append(f'line {i}: "{token}" has no source (no "<!-- numbers: ... -->" tag)')
+                elif not _matches(token, value, pool):
+                    problems.append(f'line {i}: "{token}" is not in {" ".join(files) or "its files"}')
+    return problems
+
+
+def values(results):
+    """Each inline value by name (one whose file is missing is left out)."""
+    out = {}
+    for name, make in VALUES.items():
+        try:
+            out[name] = make(results)
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def blocks(results):
@@ -219,18 +336,206 @@ def blocks(results):
     return out
 
 
-def fill(readme, generated):
-    """``readme`` with every marked block replaced by its generated text; unknown block names are an error."""
+def fill(readme, generated, inline=None):
+    """``readme`` with every marked block (and inline value, from ``inline``) replaced by its generated text;
+    unknown names are an error."""
     def sub(m):
         if m["name"] not in BLOCKS:
             raise KeyError(f"README block results:{m['name']} has no generator in scripts/readme_tables.py")
         return m.group(1) + generated.get(m["name"], m["body"]) + "\n" + m.group(4).lstrip("\n")   # also empty
-    return MARKER.sub(sub, readme)
+
+    def sub_value(m):
+        if m["name"] not in VALUES:
+            raise KeyError(f"README value v:{m['name']} has no generator in scripts/readme_tables.py")
+        return f"<!--v:{m['name']}-->{(inline or {}).get(m['name'], m['body'])}<!--/v-->"
+    return VALUE.sub(sub_value, MARKER.sub(sub, readme))
 
 
-def stale(readme, generated):
-    """Names of the marked blocks of ``readme`` whose text differs from the generated one."""
-    return [m["name"] for m in MARKER.finditer(readme) if m["name"] in generated and m["body"] != generated[m["name"]]]
+def stale(readme, generated, inline=None):
+    """Names of the marked blocks (and inline values) of ``readme`` whose text differs from the generated one."""
+    inline = inline or {}
+    return ([m["name"] for m in MARKER.finditer(readme) if m["name"] in generated
+             and m["body"] != generated[m["name"]]]
+            + [f"v:{m['name']}" for m in VALUE.finditer(readme) if m["name"] in inline
+               and m["body"] != inline[m["name"]]])
+
+
+# ------------------------------------------------------------------------------------------ inline values
+# Numbers of the prose that no file holds as printed (a difference, a bound, a count, a unit change): each is
+# computed here from the file that holds its parts, and README.md shows it as <!--v:NAME-->text<!--/v-->.
+SETS = ("Set5", "Set14", "BSD100", "Urban100")
+OFFSETS = ["offset_r", "offset_g", "offset_b"]
+
+
+def _psnr(results, method, whole=False, protocol="standard", column="psnr"):
+    """One method's PSNR (or ``column``) per benchmark from table1.csv; default inference unless ``whole``."""
+    df = pd.read_csv(results / "table1.csv")
+    df = df[(df.protocol == protocol) & (df.method == method)]
+    rows = df[(df.inference == "whole") if whole else (df.inference != "whole")]
+    return rows.set_index("dataset")[column].reindex(list(SETS))
+
+
+def _gain(results, methods):
+    """Default minus whole-image PSNR (standard protocol) of ``methods``, every benchmark, as one Series."""
+    return pd.concat([_psnr(results, m) - _psnr(results, m, whole=True) for m in methods])
+
+
+def _calibrated_attention(results):
+    df = pd.read_csv(results / "per_image.csv", dtype={"image": str})
+    return df[(df.protocol == "standard") & (df.method == "Attention (ours)") & (df.inference == "calibrated")]
+
+
+def _outside(d, level=1.0):
+    return (d[OFFSETS].abs() > level).any(axis=1)
+
+
+def _adversarial_share(results, model, row):
+    """The adversarial term's share of G's gradient norm at the first (row 0) or last (row -1) GAN validation
+    of a committed run, in percent (its metrics.csv)."""
+    df = pd.read_csv(results / "train" / model / "metrics.csv")
+    return 100 * df[df.phase == "gan"].share_adversarial.iloc[row]
+
+
+def _wu(dataset, model="SRGAN (Wu, Table 1)"):
+    from srlib.reference import PAPER_TABLE1
+    return PAPER_TABLE1[model][dataset][0]
+
+
+def _paper_drop(results):
+    """BSD100 minus Urban100 PSNR of every row of the paper-protocol table but Wu's SRGAN."""
+    drops = [_wu("BSD100", "New model (Wu, Table 1)") - _wu("Urban100", "New model (Wu, Table 1)")]
+    for m in ("Bicubic", "SRGAN (ours)", "Attention (ours)", "PSNR baseline (ours)"):
+        p = _psnr(results, m, protocol="paper")
+        drops.append(p["BSD100"] - p["Urban100"])
+    return drops
+
+
+def _manifest(name):
+    import srlib
+    return pd.read_csv(Path(srlib.__file__).parent / "manifests" / f"{name}.tsv", sep="\t", comment="#")
+
+
+def _meta(results, model):
+    return json.loads((results / "train" / model / "meta.json").read_text())
+
+
+def _perceptual(results, method):
+    df = pd.read_csv(results / "perceptual.csv")
+    return df[df.method == method].set_index("dataset")
+
+
+def _perceptual_gap(results, columns, spec):
+    """Largest |attention model - PSNR baseline| over the benchmarks and ``columns`` of perceptual.csv."""
+    d = (_perceptual(results, "Attention (ours)")[columns] - _perceptual(results, "PSNR baseline (ours)")[columns])
+    return format(d.abs().max().max(), spec)
+
+
+def _models_spread(results):
+    """The largest PSNR spread of the three models on any benchmark (perceptual.csv)."""
+    p = pd.concat([_perceptual(results, m).psnr for m in ("SRGAN (ours)", "Attention (ours)", "PSNR baseline (ours)")],
+                  axis=1)
+    return f"{(p.max(axis=1) - p.min(axis=1)).max():.2f}"
+
+
+def _gn_layers(results):
+    """GroupNorm layers of the attention generator: those extent.csv's layer probe calibrates one at a time."""
+    df = pd.read_csv(results / "extent.csv")
+    layer = df[(df.generator == "Attention (ours)") & (df.probe == "layer")]
+    return str(layer.setting[layer.setting.str.startswith("only layer ")].nunique())
+
+
+def _download_mb(name):
+    """A download's size in MB as run_all's pre-flight prints it (srlib.prepare), from srlib/download.py."""
+    def make(results):
+        from srlib.download import SOURCES
+        return f"{SOURCES[name].size / 1e6:,.0f}"
+    return make
+
+
+def _train_minutes(results):
+    """Minutes of training recorded by the committed runs: train_seconds of every run's and every shared
+    warm-up's meta.json (results/train/*/ and results/train/warmup/*/), summed."""
+    metas = sorted((results / "train").glob("*/meta.json")) + sorted((results / "train" / "warmup").glob("*/meta.json"))
+    if not metas:
+        raise FileNotFoundError(results / "train")
+    return f"{sum(json.loads(m.read_text())['train_seconds'] for m in metas) / 60:.0f}"
+
+
+def _gan_over_l1():
+    """GAN step / L1 step, per architecture, from the step costs measured in PROFILES['quick']'s comment
+    (srlib/config.py: 'L1 a s (attention) / b s (SRGAN); GAN step c s (attention) / d s (SRGAN ...')."""
+    import srlib.config
+    text = Path(srlib.config.__file__).read_text()
+    m = re.search(r"L1 ([\d.]+) s \(attention\) / ([\d.]+) s \(SRGAN\); GAN step ([\d.]+) s\s*#?\s*"
+                  r"\(attention\) / ([\d.]+) s \(SRGAN", text)
+    l1_att, l1_srgan, gan_att, gan_srgan = map(float, m.groups())
+    return gan_att / l1_att, gan_srgan / l1_srgan
+
+
+def _ablation_shares(results, variant):
+    """The adversarial term's share of G's gradient (percent), first and last GAN validation of every seed of
+    one loss variant (results/ablation_loss_terms.csv)."""
+    d = pd.read_csv(results / "ablation_loss_terms.csv")
+    d = d[d.variant == variant]
+    return 100 * d[["adversarial_share_first", "adversarial_share_last"]].stack()
+
+
+def _smoke_main(results):
+    from srlib.config import PROFILES
+    return str(PROFILES["smoke"]["steps"] - PROFILES["smoke"]["warmup_steps"])
+
+
+ATT, PSNR_BASE, SRGAN = "Attention (ours)", "PSNR baseline (ours)", "SRGAN (ours)"
+VALUES.update({
+    # data and training record
+    "mb-t91": _download_mb("T91"), "mb-bsd200": _download_mb("BSD200"), "mb-benchmark": _download_mb("benchmark"),
+    "train-minutes": _train_minutes,
+    "bsd200-listed": lambda r: str(int((_manifest("quick-train").dataset == "BSD200").sum())),
+    "images-listed": lambda r: str(len(_manifest("quick-train"))),
+    "smoke-main": _smoke_main,
+    "gan-l1-min": lambda r: f"{min(_gan_over_l1()):.1f}",
+    "gan-l1-max": lambda r: f"{max(_gan_over_l1()):.1f}",
+    "gan-steps": lambda r: str(_meta(r, "attention")["config"]["steps"]
+                               - _meta(r, "attention")["config"]["warmup_steps"]),
+    "srgan-params-k": lambda r: f"{_meta(r, 'srgan')['parameters_G'] / 1000:.0f}",
+    "att-params-k": lambda r: f"{_meta(r, 'attention')['parameters_G'] / 1000:.0f}",
+    "att-adv-first": lambda r: f"{_adversarial_share(r, 'attention', 0):.2f}",
+    "att-adv-last": lambda r: f"{_adversarial_share(r, 'attention', -1):.2f}",
+    "srgan-adv-first": lambda r: f"{_adversarial_share(r, 'srgan', 0):.1f}",
+    "srgan-adv-last": lambda r: f"{_adversarial_share(r, 'srgan', -1):.1f}",
+    # Table 1 (standard protocol unless named): what whole-image inference costs the GroupNorm generators
+    "gain-min": lambda r: f"{_gain(r, [ATT, PSNR_BASE]).min():.1f}",
+    "gain-max": lambda r: f"{_gain(r, [ATT, PSNR_BASE]).max():.1f}",
+    "att-gain-min": lambda r: f"{_gain(r, [ATT]).min():.1f}",
+    "att-gain-max": lambda r: f"{_gain(r, [ATT]).max():.1f}",
+    "whole-lead-min": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).min():.1f}",
+    "whole-lead-max": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).max():.1f}",
+    "gap-psnr-max": lambda r: f"{(_psnr(r, ATT) - _psnr(r, SRGAN)).abs().max():.2f}",
+    "gap-ssim-max": lambda r: f"{(_psnr(r, ATT, column='ssim') - _psnr(r, SRGAN, column='ssim')).abs().max():.4f}",
+    "att-psnr-max": lambda r: f"{max((_psnr(r, ATT, protocol=p) - _psnr(r, PSNR_BASE, protocol=p)).abs().max() for p in ('standard', 'paper')):.3f}",  # noqa: E501
+    # colour offsets of the attention model under the default inference (per_image.csv)
+    "set5-within": lambda r: str(int((~_outside(_calibrated_attention(r).query("dataset == 'Set5'"))).sum())),
+    "att-outside": lambda r: str(int(_outside(_calibrated_attention(r)).sum())),
+    "images": lambda r: str(len(_calibrated_attention(r))),
+    "att-offset-bound": lambda r: f"{math.ceil(10 * _calibrated_attention(r)[OFFSETS].abs().max().max()) / 10:.1f}",
+    # Wu's Urban100 SRGAN number against the rest of the paper-protocol table
+    "wu-bsd-urban": lambda r: f"{_wu('BSD100') - _wu('Urban100'):.2f}",
+    "paper-drop-min": lambda r: f"{min(_paper_drop(r)):.1f}",
+    "paper-drop-max": lambda r: f"{max(_paper_drop(r)):.1f}",
+    "wu-urban-gain": lambda r: f"{_wu('Urban100') - _psnr(r, 'Bicubic', protocol='paper')['Urban100']:.2f}",
+    "wu-bsd-gain": lambda r: f"{_wu('BSD100') - _psnr(r, 'Bicubic', protocol='paper')['BSD100']:.2f}",
+    # the extent probes, the viewer, the perceptual table
+    "gn-layers": _gn_layers,
+    "compare-mb": lambda r: f"{(r / 'compare.html').stat().st_size / 1e6:.1f}",
+    "att-psnr-fr": lambda r: _perceptual_gap(r, ["ssim", "stlpips_alex", "haarpsi", "gmsd", "ms_ssim"], ".4f"),
+    "att-psnr-niqe": lambda r: _perceptual_gap(r, ["niqe_live", "niqe_srlib"], ".2f"),
+    "models-psnr-spread": _models_spread,
+    # the ablation's loss variants: the adversarial term's share of G's gradient over seeds
+    "paper-loss-share-min": lambda r: f"{_ablation_shares(r, 'paper_loss').min():.1f}",
+    "paper-loss-share-max": lambda r: f"{_ablation_shares(r, 'paper_loss').max():.1f}",
+    "adv-control-share-min": lambda r: f"{_ablation_shares(r, 'adversarial_control').min():.0f}",
+    "adv-control-share-max": lambda r: f"{_ablation_shares(r, 'adversarial_control').max():.0f}",
+})
 
 
 def main(argv=None):
@@ -241,14 +546,18 @@ def main(argv=None):
     g.add_argument("--write", action="store_true", help="refill README.md's blocks")
     g.add_argument("--check", action="store_true", help="exit 1 if a block of README.md differs")
     args = p.parse_args(argv)
-    generated = blocks(args.results)
+    generated, inline = blocks(args.results), values(args.results)
     if args.write:
-        args.readme.write_text(fill(args.readme.read_text(), generated))
+        args.readme.write_text(fill(args.readme.read_text(), generated, inline))
     elif args.check:
-        bad = stale(args.readme.read_text(), generated)
+        readme = args.readme.read_text()
+        bad = stale(readme, generated, inline)
         if bad:
             sys.exit(f"README blocks differ from {args.results}: {', '.join(bad)} "
                      "(python scripts/readme_tables.py --write)")
+        loose = unsourced(readme)
+        if loose:
+            sys.exit("README numbers without a source:\n" + "\n".join(loose))
     else:
         for name, text in generated.items():
             print(f"<!-- results:{name} -->\n{text}\n<!-- /results:{name} -->\n")

@@ -133,7 +133,8 @@ PROFILES = {
     #   so without ImageNet weights it is dropped (vgg_on_missing='drop', recorded in meta.json).
     # - Budget: the warm-up is shared per architecture (run once), so long warm-ups are cheap and GAN steps
     #   dear: 3,000 L1 warm-up steps, then 400 steps of each model's own loss (psnr: L1 again) with their
-    #   own cosine from lr_g 1e-4: 3,400 generator steps per model, about an hour of training in all.
+    #   own cosine from lr_g 1e-4: 3,400 generator steps per model; the committed runs' meta.json give 85
+    #   minutes of training in all, warm-ups included.
     "quick": dict(train_sets=["quick-train"], tune_set="quick-holdout", val_set="Set5", crop=96, batch_size=16,
                   degradation="matlab", steps=3400, warmup_steps=3000, val_every=250, lr_warmup=1e-3,
                   lr_g=1e-4, lr_d=1e-4, schedule="cosine", betas=(0.9, 0.99), ema_decay=0.0,

@@ -21,7 +21,8 @@ def _readme_tables():
 def test_readme_blocks_are_generated_from_results():
     rt = _readme_tables()
     readme = (TOP / "README.md").read_text()
-    generated = rt.blocks(RESULTS)
+    generated, inline = rt.blocks(RESULTS), rt.values(RESULTS)
+    assert not rt.stale(readme, {}, inline), "README values differ from results/: scripts/readme_tables.py --write"
     assert {"table1", "training", "perceptual", "speed"} <= set(generated)
     marked = {m["name"] for m in rt.MARKER.finditer(readme)}
     assert set(generated) <= marked, f"README lacks the blocks {set(generated) - marked}"
@@ -40,6 +41,61 @@ def test_the_check_fails_on_an_edited_number():
     assert rt.stale(empty, {"table1": row}) == ["table1"] and rt.fill(empty, {"table1": row}) == readme
     with pytest.raises(KeyError, match="results:nonsense"):
         rt.fill("<!-- results:nonsense -->\nx\n<!-- /results:nonsense -->", {})
+
+
+def test_every_readme_number_has_its_source():
+    rt = _readme_tables()
+    readme = (TOP / "README.md").read_text()
+    assert rt.unsourced(readme) == []
+    # Changed by hand, a sourced number fails: the first number of each of a few tagged paragraphs.
+    tagged = [p for p in rt.paragraphs(readme) if rt.TAG.search("\n".join(x for _, x in p))
+              and "external:" not in "\n".join(x for _, x in p)]
+    assert len(tagged) >= 20
+    lines = readme.split("\n")
+    edits = 0
+    for para in tagged[::max(1, len(tagged) // 12)]:
+        text = "\n".join(x for _, x in para)
+        for (i, raw), line in zip(para, rt._strip(text).split("\n")):
+            found = rt.numbers(line)
+            if found and raw == line:                  # a line of plain prose: the token's place is unambiguous
+                token = found[0][0]
+                edited = lines[:i - 1] + [lines[i - 1].replace(token, "987654.3", 1)] + lines[i:]
+                assert any(f"line {i}:" in x for x in rt.unsourced("\n".join(edited))), (i, token)
+                edits += 1
+                break
+    assert edits >= 5
+
+
+def test_prose_numbers_need_a_tag_a_file_that_holds_them_or_a_named_quotation(tmp_path):
+    rt = _readme_tables()
+    (tmp_path / "speed.csv").write_text("measurement,ratio\ntrain_step,1.7812\nshare,0.4\n")
+    readme = ("Intro without numbers.\n\n<!-- numbers: speed.csv -->\nbf16 is 1.78x faster, 40% of a step,\n"
+              "as `--steps 500` in Table 1 says.\n\n```\nstep 12345\n```\n\nWu reports "
+              "<!--ext:Wu (2024), Table 1-->28.63 dB<!--/ext-->.\n")
+    assert rt.unsourced(readme, tmp_path) == []
+    assert rt.unsourced(readme.replace("1.78x", "1.79x"), tmp_path) == ['line 4: "1.79" is not in speed.csv']
+    assert rt.unsourced(readme.replace("40%", "41%"), tmp_path) == ['line 4: "41%" is not in speed.csv']
+    assert rt.unsourced(readme.replace("Intro without numbers", "Intro with 3 numbers"), tmp_path) == [
+        'line 1: "3" has no source (no "<!-- numbers: ... -->" tag)']
+    assert rt.unsourced(readme.replace("speed.csv -->", "nothing.csv -->"), tmp_path) == [
+        "line 3: the tag names no file nothing.csv"]
+    assert rt.unsourced(readme.replace("<!--ext:Wu (2024), Table 1-->28.63 dB<!--/ext-->", "28.63 dB"),
+                        tmp_path) == ['line 11: "28.63" has no source (no "<!-- numbers: ... -->" tag)']
+
+
+def test_an_inline_value_is_generated_and_checked():
+    rt = _readme_tables()
+    rt.VALUES["test-ratio"] = lambda results: "2.25"
+    try:
+        readme = "bf16 is <!--v:test-ratio-->2.25<!--/v-->x faster.\n"
+        assert rt.stale(readme, {}, rt.values(RESULTS)) == [] and rt.unsourced(readme) == []
+        edited = readme.replace("2.25", "4", 1)
+        assert rt.stale(edited, {}, rt.values(RESULTS)) == ["v:test-ratio"]
+        assert rt.fill(edited, {}, rt.values(RESULTS)) == readme
+        with pytest.raises(KeyError, match="v:nonsense"):
+            rt.fill("<!--v:nonsense-->1<!--/v-->", {}, {})
+    finally:
+        del rt.VALUES["test-ratio"]
 
 
 def test_offset_and_gap_blocks_compute_from_the_files(tmp_path):
