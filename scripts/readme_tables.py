@@ -199,6 +199,19 @@ def explore_timing(results, path=TOP / "docs" / "explore_timing.csv"):
     return "\n".join(lines)
 
 
+def timings_table(results):
+    """run_all's own timing record (results/run_all_timings.csv, srlib/timings.py): one row per notebook, as
+    last run (no total: the rows may come from different runs)."""
+    df = pd.read_csv(results / "run_all_timings.csv")
+    lines = ["| notebook | profile | started (UTC) | wall | own CPU | other processes' CPU | cores quiet |",
+             "|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        wall = f"{r.seconds / 60:.1f} min" if r.seconds >= 60 else f"{r.seconds:.0f} s"
+        lines.append(f"| {r.notebook} | {r.profile} | {r.started[:16].replace('T', ' ')} | {wall} | "
+                     f"{r.own_cpu_s:.0f} s | {r.others_cpu_s:.0f} s | {r.quiet} |")
+    return "\n".join(lines)
+
+
 def _markdown(name, demote=0):
     def block(results):
         text = (results / name).read_text().strip()
@@ -217,6 +230,7 @@ BLOCKS = {
     "gaps": gap_table,
     "extent": extent_table,
     "explore_timing": explore_timing,
+    "timings": timings_table,
 }
 MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /results:(?P=name) -->)", re.S)
 

@@ -202,3 +202,14 @@ def test_explore_timing_block_is_the_timing_file(tmp_path):
     assert lines[0] == ("Measured on: AMD EPYC (without native bf16), torch on 2 threads, load average 0.4 0.5 0.6 "
                         "when it ended; image Set5/baby.")
     assert lines[-2:] == ["| a new image | 3.0 | 4.3 |", "| plot every extent | 5.3 | 9.9 |"]
+
+
+def test_timings_block_is_run_alls_record(tmp_path):
+    rt = _readme_tables()
+    (tmp_path / "run_all_timings.csv").write_text(
+        "notebook,profile,seconds,started,load_start,load_end,cpus,own_cpu_s,others_cpu_s,quiet\n"
+        "03_benchmark,quick,3892,2026-12-07T07:29:16Z,2.69,4.10,2,4927.7,2853.6,no\n"
+        "05_speed,quick,42,2026-12-07T08:37:41Z,3.74,1.84,2,80.2,8.5,yes\n")
+    lines = rt.timings_table(tmp_path).split("\n")
+    assert lines[2] == "| 03_benchmark | quick | 2026-12-07 07:29 | 64.9 min | 4928 s | 2854 s | no |"
+    assert lines[3] == "| 05_speed | quick | 2026-12-07 08:37 | 42 s | 80 s | 8 s | yes |" and len(lines) == 4
