@@ -225,6 +225,8 @@ BLOCKS = {
     "perceptual": _markdown("perceptual.md", demote=1),
     "perceptual_control": _markdown("perceptual_control.md"),
     "ablation": _markdown("ablation.md"),
+    "paper_budget": _markdown("paper-budget/paper_budget.md"),
+    "paper_budget_absolute": _markdown("paper-budget/paper_budget_absolute.md"),
     "speed": speed_table,
     "offsets": offset_table,
     "gaps": gap_table,
