@@ -330,26 +330,25 @@ def unsourced(readme, top=TOP):
     return problems
 
 
-def values(results):
-    """Each inline value by name (one whose file is missing is left out)."""
+def _made(makers, results):
+    """Each maker's text by name (one whose file is missing is left out)."""
     out = {}
-    for name, make in VALUES.items():
+    for name, make in makers.items():
         try:
             out[name] = make(results)
         except FileNotFoundError:
             continue
     return out
+
+
+def values(results):
+    """Each inline value by name (one whose file is missing is left out)."""
+    return _made(VALUES, results)
 
 
 def blocks(results):
     """Each generated block by name (a block whose file is missing is left out)."""
-    out = {}
-    for name, make in BLOCKS.items():
-        try:
-            out[name] = make(results)
-        except FileNotFoundError:
-            continue
-    return out
+    return _made(BLOCKS, results)
 
 
 def fill(readme, generated, inline=None):
