@@ -2,15 +2,25 @@
 
 Each block sits in README.md between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` and is generated
 by ``BLOCKS[NAME]`` (so that every number there is copied, not typed). A number in the prose (outside blocks,
-code spans and fenced code) sits in a paragraph whose first line is a tag naming where its numbers come from:
+code spans and fenced code) has one of three sources:
+
+- a cell of a CSV, printed with a format spec and checked exactly:
+  ``<!--cell:results/ablation.csv[comparison=no_norm - paper_block;dataset=pooled;metric=psnr].mean:+.2f-->+1.61
+  <!--/cell-->`` (the selection must pick one row);
+- an inline value that no file holds as printed (a difference, a bound, a count), computed by ``VALUES[NAME]``:
+  ``<!--v:NAME-->0.11<!--/v-->``;
+- a tag in its paragraph (a list item is a paragraph of its own) naming where its numbers come from:
 
     <!-- numbers: results/speed.csv configs/quick.yaml -->     each number is found in one of these files, at
-                                                               the precision the README prints it
+                                                               the precision printed (a signed one with its sign)
+    <!-- numbers: results/per_image.csv[image=butterfly] -->   only these rows of a CSV
     <!-- numbers: external: Wu (2024), Table 1 -->             quoted from outside the repository (named)
 
-A number the tag's files do not hold (a difference, a ratio) is an inline value, generated like a block:
-``<!--v:NAME-->0.11<!--/v-->`` with ``VALUES[NAME]``. :func:`unsourced` lists every prose number without a
-source or not found in it; the README test fails on any.
+  A source that holds more than ``MAX_POOL`` numbers matches almost anything and is refused: select rows, or use
+  a cell. A quotation inside a paragraph is ``<!--ext:SOURCE-->text<!--/ext-->``.
+
+:func:`unsourced` lists every prose number without a source or not found in it, :func:`stale_cells` every cell
+that differs from its file; the README test fails on any.
 
     python scripts/readme_tables.py [--results results] --write    # refill every block and value of README.md
     python scripts/readme_tables.py --check                        # exit 1 naming each block or number at fault
@@ -238,25 +248,33 @@ MARKER = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!--
 
 
 VALUES = {}   # inline values: name -> function of the results folder, returning the text the README shows
-VALUE = re.compile(r"<!--v:(?P<name>[\w-]+)-->(?P<body>.*?)<!--/v-->")
-QUOTE = re.compile(r"<!--ext:(?P<source>[^>]+?)-->(?P<body>.*?)<!--/ext-->")   # a quotation, its source named
+VALUE = re.compile(r"<!--v:(?P<name>[\w-]+)-->(?P<body>.*?)<!--/v-->", re.S)
+QUOTE = re.compile(r"<!--ext:(?P<source>[^>]+?)-->(?P<body>.*?)<!--/ext-->", re.S)   # a quotation, source named
 TAG = re.compile(r"<!-- numbers: (?P<sources>.+?) -->")
+# A cell of a CSV, printed with a format spec: <!--cell:results/ablation.csv[comparison=x - y;dataset=pooled;
+# metric=psnr].mean:+.2f-->+0.91<!--/cell--> (the selection must pick exactly one row).
+CELL = re.compile(r"<!--cell:(?P<file>[^\[\s]+)\[(?P<rows>[^\]]*)\]\.(?P<column>\w+):(?P<spec>[^>]*?)-->"
+                  r"(?P<body>.*?)<!--/cell-->", re.S)
+SELECT = re.compile(r"(?P<file>[^\[\s]+)(?:\[(?P<rows>[^\]]+)\])?$")   # FILE or FILE[column=value,...] (a CSV)
 NUMBER = re.compile(r"(?<![\w.+\-/#:@])[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?(?:e[-+]?\d+)?%?(?![\w.]*\d)")
-NOT_A_QUANTITY = re.compile(r"(?:Table|Tables|Figure|Figures|Fig\.|issue|issues|Section|notebook|notebooks) $")
-FILE_NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+NOT_A_QUANTITY = re.compile(r"(?i:table|tables|figure|figures|fig\.|issue|issues|section|notebook|notebooks) $")
+FILE_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:_\d{3})*(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
+ITEM = re.compile(r"\s*(?:[-*]|\d+\.) ")     # a list item starts its own paragraph: a tag covers its item
+MAX_POOL = 1000     # a source holding more numbers than this matches almost any number: select rows, or compute
 
 
 def _strip(text):
     """``text`` without what is not prose (code spans, link targets, inline values, quotations, comments), each
     replaced by a space and the line breaks it spanned."""
     keep = lambda m: " " + "\n" * m.group().count("\n")      # noqa: E731
-    for pattern in (r"`[^`]*`", r"\]\([^)]*\)", VALUE.pattern, QUOTE.pattern, r"<!--.*?-->"):
+    for pattern in (r"`[^`]*`", r"\]\([^)]*\)", VALUE.pattern, CELL.pattern, QUOTE.pattern, r"<!--.*?-->"):
         text = re.sub(pattern, keep, text, flags=re.S)
     return text
 
 
 def paragraphs(readme):
-    """The prose paragraphs, each a list of (line number, line): outside fenced code and generated blocks."""
+    """The prose paragraphs (a list item is one of its own), each a list of (line number, line): outside fenced
+    code and generated blocks."""
     out, cur, fence, block = [], [], False, False
     for i, line in enumerate(readme.split("\n"), 1):
         if line.startswith("```"):
@@ -266,6 +284,9 @@ def paragraphs(readme):
         elif re.match(r"<!-- /results:[\w-]+ -->$", line):
             block = False
         elif not (fence or block) and line.strip():
+            if ITEM.match(line) and cur and not TAG.fullmatch(cur[-1][1].strip()):
+                out.append(cur)
+                cur = []
             cur.append((i, line))
             continue
         if cur:
@@ -275,9 +296,11 @@ def paragraphs(readme):
 
 
 def numbers(text):
-    """The quantities of a prose line, as (token as printed, value); names such as 'Table 1' left out."""
+    """The quantities of a prose line, as (token as printed, value); names such as 'Table 1' left out. Numbers
+    joined by 'x', '/' or '-' (3x3, 0.9/0.99, seeds 0-2, a date) count one by one."""
     found = []
     text = re.sub(r"^(\s*)\d+\. ", lambda m: m.group(1) + "#. ", text)     # an ordered list's item number
+    text = re.sub(r"(?<=\d)[x/](?=\d)|(?<=\d)-(?=\d)", " ", text)
     for m in NUMBER.finditer(text):
         if NOT_A_QUANTITY.search(text[:m.start()]) or text[m.end():m.end() + 1] == "_":   # 'Table 1', '01_data'
             continue
@@ -286,48 +309,115 @@ def numbers(text):
 
 
 def _matches(token, value, pool):
-    """Whether a number of ``pool`` prints as ``token``: equal at the token's decimals (by magnitude: prose
-    says 'x lower'), or a percentage of a share."""
+    """Whether a number of ``pool`` prints as ``token``: equal at the token's decimals (by magnitude, as prose
+    says 'x lower', unless the token carries a sign), or a percentage of a share."""
+    signed = token[0] in "+-"
+    same = (lambda f: f) if signed else abs
+    v = value if signed else abs(value)
     if "e" in token:
-        return any(math.isclose(abs(f), abs(value), rel_tol=1e-6) for f in pool)
+        return any(math.isclose(same(f), v, rel_tol=1e-6) for f in pool)
     decimals = len(token.rstrip("%").split(".")[1]) if "." in token else 0
     tol = 0.5 * 10 ** -decimals + 1e-9
-    v = abs(value)
-    return any(abs(abs(f) - v) <= tol or (token.endswith("%") and abs(100 * abs(f) - v) <= tol) for f in pool)
+    return any(abs(same(f) - v) <= tol or (token.endswith("%") and abs(100 * same(f) - v) <= tol) for f in pool)
+
+
+def _text_numbers(text):
+    text = re.sub(r"(?<=\d)x(?=\d)", " ", text)            # 512x512: two numbers
+    return [float(t.replace(",", "").replace("_", "")) for t in FILE_NUMBER.findall(text)]
 
 
 @functools.lru_cache(maxsize=None)
-def _file_numbers(path):
-    return tuple(float(t.replace(",", "")) for t in FILE_NUMBER.findall(path.read_text(errors="replace")))
+def _file_numbers(path, rows=None, mtime=None):
+    """The numbers a source holds: a CSV's cells (only the rows whose columns equal ``rows``' 'col=value,...'),
+    a notebook's code and text (not its images), any other file's text."""
+    if path.suffix in (".csv", ".tsv"):
+        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+        for cond in (rows.split(",") if rows else []):
+            col, _, want = cond.partition("=")
+            if col not in df.columns:
+                raise KeyError(f"{path.name} has no column {col!r}")
+            df = df[df[col] == want]
+        return tuple(x for cell in df.to_numpy().ravel() for x in _text_numbers(str(cell)))
+    if rows:
+        raise KeyError(f"{path.name}: rows can be selected in a CSV only")
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        parts = ["".join(c["source"]) for c in cells] + [
+            "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+            for c in cells for o in c.get("outputs", [])]
+        return tuple(_text_numbers("\n".join(parts)))
+    return tuple(_text_numbers(path.read_text(errors="replace")))
+
+
+def _pool(top, source):
+    """(numbers, problem) of one tag source, FILE or FILE[column=value,...]."""
+    m = SELECT.match(source)
+    path = top / m["file"] if m else None
+    if path is None or not path.is_file():
+        return (), f"the tag names no file {source}"
+    try:
+        pool = _file_numbers(path, m["rows"], path.stat().st_mtime)
+    except KeyError as e:
+        return (), f"the tag's {source}: {e.args[0]}"
+    if len(pool) > MAX_POOL:
+        return (), (f"{source} holds {len(pool)} numbers, too many to source one by occurrence: select rows "
+                    f"(FILE[column=value]) or compute the number (an inline value)")
+    return pool, None
 
 
 def unsourced(readme, top=TOP):
-    """Every prose number of ``readme`` without a source, or not found in the files its paragraph's tags name
-    (a tag anywhere in the paragraph; several tags add their files): 'line N: "token" why' strings, empty when
-    every number has its source."""
-    problems = []
+    """Every prose number of ``readme`` without a source, or not found in the sources its paragraph's tags name
+    (a tag anywhere in the paragraph or list item; several tags add their sources), and every inline value or
+    block that no generator makes: 'line N: ...' strings, empty when every number has its source."""
+    problems = [f"line {readme[:m.start()].count(chr(10)) + 1}: README value v:{m['name']} has no generator"
+                for m in VALUE.finditer(readme) if m["name"] not in VALUES]
+    problems += [f"line {readme[:m.start()].count(chr(10)) + 1}: README block results:{m['name']} has no generator"
+                 for m in re.finditer(r"<!-- results:(?P<name>[\w-]+) -->", readme) if m["name"] not in BLOCKS]
     for para in paragraphs(readme):
         text = "\n".join(line for _, line in para)
         for m in QUOTE.finditer(text):
             if not m["source"].strip():
                 problems.append(f"line {para[0][0]}: a quotation without its source")
-        tags = [m["sources"] for m in TAG.finditer(text)]
-        external = any(t.startswith("external:") and t[9:].strip() for t in tags)
-        files = [f for t in tags if not t.startswith("external:") for f in t.split()]
-        missing = [f for f in files if not (top / f).is_file()]
-        if missing:
-            problems.append(f"line {para[0][0]}: the tag names no file {', '.join(missing)}")
+        tags = [(para[0][0] + text[:m.start()].count("\n"), m["sources"]) for m in TAG.finditer(text)]
+        external = bool(tags) and all(t.startswith("external:") and t[9:].strip() for _, t in tags)
+        pool, bad = [], False
+        for i, t in tags:
+            for source in ([] if t.startswith("external:") else t.split()):
+                numbers_, problem = _pool(top, source)
+                pool += numbers_
+                if problem:
+                    problems.append(f"line {i}: {problem}")
+                    bad = True
+        if bad or external:
             continue
-        pool = [x for f in files for x in _file_numbers(top / f)]
+        sources = " ".join(t for _, t in tags)
         for (i, _), line in zip(para, _strip(text).split("\n")):
             for token, value in numbers(line):
-                if external and not files:
-                    continue
                 if not tags:
                     problems.append(f'line {i}: "{token}" has no source (no "<!-- numbers: ... -->" tag)')
                 elif not _matches(token, value, pool):
-                    problems.append(f'line {i}: "{token}" is not in {" ".join(files) or "its files"}')
+                    problems.append(f'line {i}: "{token}" is not in {sources}')
     return problems
+
+
+def cell_text(m, top=TOP):
+    """The text a CELL match should show: its one selected row's column, formatted."""
+    df = pd.read_csv(top / m["file"], dtype=str, keep_default_na=False)
+    for cond in m["rows"].split(";"):
+        col, _, want = cond.strip().partition("=")
+        if col not in df.columns:
+            raise KeyError(f"README cell: {m['file']} has no column {col!r}")
+        df = df[df[col] == want]
+    if len(df) != 1:
+        raise KeyError(f"README cell: {m['file']}[{m['rows']}] selects {len(df)} rows, not one")
+    return format(float(df.iloc[0][m["column"]]), m["spec"])
+
+
+def stale_cells(readme, top=TOP):
+    """The cells of ``readme`` whose text is not what their file gives, as 'line N: cell FILE[...]' strings."""
+    return [f"line {readme[:m.start()].count(chr(10)) + 1}: cell {m['file']}[{m['rows']}].{m['column']} shows "
+            f"{m['body']}, the file gives {cell_text(m, top)}" for m in CELL.finditer(readme)
+            if m["body"] != cell_text(m, top)]
 
 
 def _made(makers, results):
@@ -363,7 +453,10 @@ def fill(readme, generated, inline=None):
         if m["name"] not in VALUES:
             raise KeyError(f"README value v:{m['name']} has no generator in scripts/readme_tables.py")
         return f"<!--v:{m['name']}-->{(inline or {}).get(m['name'], m['body'])}<!--/v-->"
-    return VALUE.sub(sub_value, MARKER.sub(sub, readme))
+
+    def sub_cell(m):
+        return m.group()[:m.start("body") - m.start()] + cell_text(m) + "<!--/cell-->"
+    return CELL.sub(sub_cell, VALUE.sub(sub_value, MARKER.sub(sub, readme)))
 
 
 def stale(readme, generated, inline=None):
@@ -382,12 +475,25 @@ SETS = ("Set5", "Set14", "BSD100", "Urban100")
 OFFSETS = ["offset_r", "offset_g", "offset_b"]
 
 
+def _full(values, what):
+    """``values`` (a Series or DataFrame), refused when any is missing: a bound over 'every benchmark' must not
+    quietly skip one."""
+    if values.isna().to_numpy().any() or values.size == 0:
+        raise ValueError(f"README value: {what} has missing entries")
+    return values
+
+
+def _at_most(x, decimals):
+    """A bound printed at ``decimals``: rounded up, so that 'at most' holds."""
+    return f"{math.ceil(x * 10 ** decimals - 1e-9) / 10 ** decimals:.{decimals}f}"
+
+
 def _psnr(results, method, whole=False, protocol="standard", column="psnr"):
     """One method's PSNR (or ``column``) per benchmark from table1.csv; default inference unless ``whole``."""
     df = pd.read_csv(results / "table1.csv")
     df = df[(df.protocol == protocol) & (df.method == method)]
     rows = df[(df.inference == "whole") if whole else (df.inference != "whole")]
-    return rows.set_index("dataset")[column].reindex(list(SETS))
+    return _full(rows.set_index("dataset")[column].reindex(list(SETS)), f"table1.csv {method} {column}")
 
 
 def _gain(results, methods):
@@ -397,7 +503,9 @@ def _gain(results, methods):
 
 def _calibrated_attention(results):
     df = pd.read_csv(results / "per_image.csv", dtype={"image": str})
-    return df[(df.protocol == "standard") & (df.method == "Attention (ours)") & (df.inference == "calibrated")]
+    d = df[(df.protocol == "standard") & (df.method == "Attention (ours)") & (df.inference == "calibrated")]
+    _full(d[OFFSETS], "per_image.csv offsets")
+    return d
 
 
 def _outside(d, level=1.0):
@@ -439,17 +547,17 @@ def _perceptual(results, method):
     return df[df.method == method].set_index("dataset")
 
 
-def _perceptual_gap(results, columns, spec):
+def _perceptual_gap(results, columns, decimals):
     """Largest |attention model - PSNR baseline| over the benchmarks and ``columns`` of perceptual.csv."""
     d = (_perceptual(results, "Attention (ours)")[columns] - _perceptual(results, "PSNR baseline (ours)")[columns])
-    return format(d.abs().max().max(), spec)
+    return _at_most(_full(d, f"perceptual.csv {columns}").abs().max().max(), decimals)
 
 
 def _models_spread(results):
     """The largest PSNR spread of the three models on any benchmark (perceptual.csv)."""
     p = pd.concat([_perceptual(results, m).psnr for m in ("SRGAN (ours)", "Attention (ours)", "PSNR baseline (ours)")],
                   axis=1)
-    return f"{(p.max(axis=1) - p.min(axis=1)).max():.2f}"
+    return _at_most(_full(p, "perceptual.csv psnr").pipe(lambda p: p.max(axis=1) - p.min(axis=1)).max(), 2)
 
 
 def _gn_layers(results):
@@ -492,7 +600,12 @@ def _ablation_shares(results, variant):
     one loss variant (results/ablation_loss_terms.csv)."""
     d = pd.read_csv(results / "ablation_loss_terms.csv")
     d = d[d.variant == variant]
-    return 100 * d[["adversarial_share_first", "adversarial_share_last"]].stack()
+    return 100 * _full(d[["adversarial_share_first", "adversarial_share_last"]], f"{variant}'s shares").stack()
+
+
+def _ablation_runs(results):
+    d = pd.read_csv(results / "ablation.csv")
+    return str(len(set(d.variant) | set(d.reference)) * int(d.seeds.max()))
 
 
 def _smoke_main(results):
@@ -525,13 +638,15 @@ VALUES.update({
     "att-gain-max": lambda r: f"{_gain(r, [ATT]).max():.1f}",
     "whole-lead-min": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).min():.1f}",
     "whole-lead-max": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).max():.1f}",
-    "gap-psnr-max": lambda r: f"{(_psnr(r, ATT) - _psnr(r, SRGAN)).abs().max():.2f}",
-    "gap-ssim-max": lambda r: f"{(_psnr(r, ATT, column='ssim') - _psnr(r, SRGAN, column='ssim')).abs().max():.4f}",
-    "att-psnr-max": lambda r: f"{max((_psnr(r, ATT, protocol=p) - _psnr(r, PSNR_BASE, protocol=p)).abs().max() for p in ('standard', 'paper')):.3f}",  # noqa: E501
+    "gap-psnr-max": lambda r: _at_most((_psnr(r, ATT) - _psnr(r, SRGAN)).abs().max(), 2),
+    "gap-ssim-max": lambda r: _at_most((_psnr(r, ATT, column="ssim") - _psnr(r, SRGAN, column="ssim")).abs().max(), 4),
+    "att-psnr-max": lambda r: _at_most(max((_psnr(r, ATT, protocol=p) - _psnr(r, PSNR_BASE, protocol=p)).abs().max()
+                                           for p in ("standard", "paper")), 3),
     # colour offsets of the attention model under the default inference (per_image.csv)
     "set5-within": lambda r: str(int((~_outside(_calibrated_attention(r).query("dataset == 'Set5'"))).sum())),
     "att-outside": lambda r: str(int(_outside(_calibrated_attention(r)).sum())),
     "images": lambda r: str(len(_calibrated_attention(r))),
+    "set5-images": lambda r: str(int((_calibrated_attention(r).dataset == "Set5").sum())),
     "att-offset-bound": lambda r: f"{math.ceil(10 * _calibrated_attention(r)[OFFSETS].abs().max().max()) / 10:.1f}",
     # Wu's Urban100 SRGAN number against the rest of the paper-protocol table
     "wu-bsd-urban": lambda r: f"{_wu('BSD100') - _wu('Urban100'):.2f}",
@@ -542,9 +657,11 @@ VALUES.update({
     # the extent probes, the viewer, the perceptual table
     "gn-layers": _gn_layers,
     "compare-mb": lambda r: f"{(r / 'compare.html').stat().st_size / 1e6:.1f}",
-    "att-psnr-fr": lambda r: _perceptual_gap(r, ["ssim", "stlpips_alex", "haarpsi", "gmsd", "ms_ssim"], ".4f"),
-    "att-psnr-niqe": lambda r: _perceptual_gap(r, ["niqe_live", "niqe_srlib"], ".2f"),
+    "att-psnr-fr": lambda r: _perceptual_gap(r, ["ssim", "stlpips_alex", "haarpsi", "gmsd", "ms_ssim"], 4),
+    "att-psnr-niqe": lambda r: _perceptual_gap(r, ["niqe_live", "niqe_srlib"], 2),
     "models-psnr-spread": _models_spread,
+    # the ablation's runs: every variant of ablation.csv's comparisons and the reference, at every seed analyzed
+    "ablation-runs": _ablation_runs,
     # the ablation's loss variants: the adversarial term's share of G's gradient over seeds
     "paper-loss-share-min": lambda r: f"{_ablation_shares(r, 'paper_loss').min():.1f}",
     "paper-loss-share-max": lambda r: f"{_ablation_shares(r, 'paper_loss').max():.1f}",
@@ -570,7 +687,7 @@ def main(argv=None):
         if bad:
             sys.exit(f"README blocks differ from {args.results}: {', '.join(bad)} "
                      "(python scripts/readme_tables.py --write)")
-        loose = unsourced(readme)
+        loose = stale_cells(readme) + unsourced(readme)
         if loose:
             sys.exit("README numbers without a source:\n" + "\n".join(loose))
     else:

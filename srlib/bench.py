@@ -50,7 +50,7 @@ from .data import DEMO, TrainDataset, hr_files, resolve_datasets
 from .infer import autocast, cpu_bf16_supported, pick_device, upscale_tensor
 from .io import atomic_write
 from .config import PEAK_BF16_TFLOPS as DEFAULT_PEAK_BF16_TFLOPS
-from .config import gan_models, make_config
+from .config import MODELS, gan_models, make_config
 from .train import build_generator, build_losses, train_step
 
 COLUMNS = ["measurement", "config", "srlib", "naive", "unit", "ratio", "note"]
@@ -452,7 +452,7 @@ def _run(cfg, preset, out, data_root, device, compile_, amp, peak_tflops, parts,
                     rate = 1 / statistics.median(path.times)
                     rows.append(_row("train_step", config, rate, n_rate, "steps/s",
                                      note=f"median of {cfg.steps}; naive fp32 NCHW" +
-                                          ("; VGG16 random-init" if model == "srgan" else "")))
+                                          ("; VGG16 random-init" if MODELS[model][1] == "srgan" else "")))
                     rows.append(_row("step_gflop", config, path.flops / 1e9, naive.flops / 1e9, "GFLOP/step",
                                      cost=True, note="FlopCounterMode, one G+D step"))
                     rows.append(_row("train_tflops", config, path.flops * rate / 1e12,
