@@ -281,7 +281,9 @@ def status(grid, runs_dir, records=None):
     """One row per (seed, variant): trained (complete), scored and perceptual (the cached scores belong to the
     current generator), the perceptual measures' notes, train_seconds (this run's own steps; the shared
     warm-up is counted once, in its own folder), warmup_seconds (the warm-up this run continued, shared with
-    the other variants of its architecture and seed), cpu, device, precision; weights (its generator is in
+    the other variants of its architecture and seed), train_cpu_seconds, quiet and warmup_quiet (whether the
+    cores were quiet while it and its warm-up trained: srlib.train's cost record; None for runs trained before
+    srlib measured it), cpu, device, precision; weights (its generator is in
     ``runs_dir``) and archived (read from its record in ``records``, :func:`run_folder`)."""
     rows = []
     for seed in grid["seeds"]:
@@ -300,6 +302,8 @@ def status(grid, runs_dir, records=None):
                              and _tag(folder / "perceptual.json").get("generator_sha256") == sha,
                              perceptual_notes=json.dumps(_tag(folder / "perceptual.json").get("notes")),
                              train_seconds=meta.get("train_seconds"), warmup_seconds=warm.get("train_seconds"),
+                             train_cpu_seconds=meta.get("train_cpu_seconds"), quiet=meta.get("quiet"),
+                             warmup_quiet=warm.get("quiet"),
                              cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision"),
                              weights=weights, archived=not weights and (folder / RECORD).exists()))
     return pd.DataFrame(rows)

@@ -51,7 +51,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from . import archs, calibration, losses
+from . import archs, calibration, losses, timings
 from .config import (MODELS, PROFILES, WARMUP_MODEL, TrainConfig, make_config, parse_overrides,  # noqa: F401
                      plain, warmup_config, warmup_run_dir)
 from .errors import RunInterrupted, TrainingDiverged  # noqa: F401  (srlib.train.TrainingDiverged)
@@ -222,7 +222,8 @@ def term_gradients(G, D, crit, lr, hr, context=None):
 TERMS = losses.TERMS
 CSV_FIELDS = (["step", "phase", "shared", "lr", "d_loss", "g_loss", "d_score", "g_score"] + list(TERMS)
               + [f"share_{t}" for t in TERMS]
-              + ["tune_psnr", "tune_ssim", "tune_psnr_raw", "psnr", "ssim", "psnr_paper", "ssim_paper", "seconds"])
+              + ["tune_psnr", "tune_ssim", "tune_psnr_raw", "psnr", "ssim", "psnr_paper", "ssim_paper", "seconds",
+                 "cpu_seconds", "others_cpu_seconds"])
 
 
 def _write_csv(path, history):
@@ -364,7 +365,7 @@ def _train(cfg, out, resume, force):
     saved = ckpt["step"] if ckpt is not None else None     # the step of the checkpoint on disk
     try:
         for stop in [b for b in _boundaries(cfg) if b > start]:
-            t0 = time.perf_counter()
+            t0 = _clock()
             step = run.step
             name = run.phase_at(step)
             if step == run.phase_of[name][0] and (ckpt is None or ckpt["step"] != step or ckpt["phase"] != name):
@@ -581,6 +582,35 @@ def _run_interval(run, step, stop, name):
     return row
 
 
+def _clock():
+    """(wall, this process's CPU, the machine's busy CPU seconds or None): an interval's start."""
+    return time.perf_counter(), time.process_time(), timings.busy_cpu_seconds()
+
+
+def _elapsed(t0):
+    """An interval's cost since ``t0`` (:func:`_clock`): wall seconds, this process's CPU seconds (every
+    thread) and the CPU seconds every other process on the machine used meanwhile (NaN without /proc/stat)."""
+    wall, cpu, busy = (now - then if then is not None and now is not None else None
+                       for now, then in zip(_clock(), t0))
+    return {"seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+            "others_cpu_seconds": round(max(busy - cpu, 0.0), 1) if busy is not None else math.nan}
+
+
+def _cost(history):
+    """The run's own training cost for meta.json (the shared warm-up's rows left out): wall and CPU seconds,
+    the other processes' CPU seconds meanwhile, and whether the cores were quiet (the others under
+    srlib.timings.QUIET_SHARE of the machine's CPU time; None where an interval did not record it, e.g. one
+    trained before srlib measured it)."""
+    own = [r for r in history if not r.get("shared")]
+    others = [r.get("others_cpu_seconds", math.nan) for r in own]
+    known = bool(own) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in others)
+    wall = sum(r["seconds"] for r in own)
+    return {"train_seconds": round(wall, 1),
+            "train_cpu_seconds": round(sum(r.get("cpu_seconds", math.nan) for r in own), 1) if known else None,
+            "others_cpu_seconds": round(sum(others), 1) if known else None,
+            "quiet": (sum(others) < timings.QUIET_SHARE * max(wall, 1) * (os.cpu_count() or 1)) if known else None}
+
+
 def _validate_and_checkpoint(run, row, history, step, name, t0):
     """Validation of the exported (calibrated, EMA where kept) generator on the held-out and validation sets
     into ``row``, appended to ``history``; then the run's files, the resume checkpoint last."""
@@ -597,8 +627,7 @@ def _validate_and_checkpoint(run, row, history, step, name, t0):
         if ema is not None:
             row["tune_psnr_raw"] = validate(G, run.tune_items, cfg.scale, ("standard",))["psnr"]
     row.update(validate(run.G_eval, run.val_items, cfg.scale))
-    row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1),
-               seconds=round(time.perf_counter() - t0, 1))
+    row.update(step=step, phase=name, shared="", lr=learning_rate(cfg, step - 1), **_elapsed(t0))
     history.append(row)
     state = {"format": FORMAT, "generator": meta["generator"], "G": G.state_dict(),
              "D": D.state_dict() if D is not None else None, "opt_G": run.opt_g.state_dict(),
@@ -611,8 +640,7 @@ def _validate_and_checkpoint(run, row, history, step, name, t0):
     save_generator(out / GENERATOR_FILE, run.G_eval.state_dict(), meta["generator"], state["meta"], plain(cfg),
                    step)
     _write_csv(out / "metrics.csv", history)
-    meta.update(steps_done=step, status="complete" if step == cfg.steps else "running",
-                train_seconds=round(sum(r["seconds"] for r in history if not r.get("shared")), 1), final=row)
+    meta.update(steps_done=step, status="complete" if step == cfg.steps else "running", **_cost(history), final=row)
     write_json(out / "meta.json", meta)
     save_checkpoint(out / "checkpoint.pt", state)
     if cfg.progress:

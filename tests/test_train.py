@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import warnings
@@ -97,6 +98,11 @@ def test_smoke_run_writes_csv_checkpoint_meta(tmp_path, model):
         assert 0 < meta["final"]["d_score"] < 1 and 0 < meta["final"]["g_score"] < 1
     model_, ckpt = load_generator(tmp_path / model / "checkpoint.pt")
     assert ckpt["step"] == 6 and not model_.training
+    # its cost: wall and CPU seconds per interval, and what the rest of the machine used meanwhile
+    own = [r for r in ckpt["history"] if not r.get("shared")]
+    assert meta["train_seconds"] == round(sum(r["seconds"] for r in own), 1)
+    assert meta["train_cpu_seconds"] == round(sum(r["cpu_seconds"] for r in own), 1) > 0
+    assert meta["others_cpu_seconds"] >= 0 and isinstance(meta["quiet"], bool)
     # a finished run is reused, not retrained
     assert T.train(smoke(model), tmp_path / model)["steps_done"] == 6
 
@@ -330,6 +336,15 @@ def test_bf16_training_run_records_its_precision(tmp_path):
     b = load_generator(tmp_path / "fp32" / "generator.safetensors")[1]["G"]
     assert any(not torch.equal(a[k], b[k]) for k in a)      # bf16 really changed the arithmetic
     assert abs(bf16["final"]["psnr"] - fp32["final"]["psnr"]) < 0.5
+
+
+def test_a_run_whose_intervals_predate_the_cpu_record_says_its_quiet_is_unknown():
+    old = [{"seconds": 10.0, "shared": ""}, {"seconds": 5.0, "shared": "", "cpu_seconds": 9.0,
+                                            "others_cpu_seconds": 0.5}]
+    assert T._cost(old) == {"train_seconds": 15.0, "train_cpu_seconds": None, "others_cpu_seconds": None,
+                            "quiet": None}
+    busy = [{"seconds": 10.0, "shared": "", "cpu_seconds": 19.0, "others_cpu_seconds": 8.0}]
+    assert T._cost(busy)["quiet"] is (8.0 < T.timings.QUIET_SHARE * 10 * os.cpu_count())
 
 
 def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
