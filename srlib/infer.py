@@ -25,8 +25,8 @@ def load_generator(path, device=None, scale=None, arch=None, inference="calibrat
 
     ``scale`` / ``arch``, when given, must match the checkpoint's, else :class:`CheckpointError`.
     ``inference``: 'calibrated' (default: GroupNorm with the statistics stored at the training extent, see
-    :mod:`srlib.calibration`) or 'whole' (GroupNorm with the statistics of the whole input, as srlib <= 0.4
-    scored). A file whose GroupNorm layers hold no calibrated statistics (written before calibration
+    :mod:`srlib.calibration`) or 'whole' (GroupNorm with the statistics of the whole input, as srlib scored before
+    calibration existed). A file whose GroupNorm layers hold no calibrated statistics (written before calibration
     existed) runs 'whole' with a loud warning; ``python -m srlib calibrate RUN_FOLDER`` calibrates it.
     """
     ckpt = load_safetensors_generator(path) if str(path).endswith(".safetensors") else load_checkpoint(path)
