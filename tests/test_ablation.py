@@ -186,20 +186,17 @@ def test_small_effects_get_the_decimals_their_intervals_need(grid):
 
 
 def test_readme_ablation_table_is_the_results_table():
-    """The README's ablation table is results/ablation.md (written by ./run_all.sh ablation), line for line."""
+    """The README's ablation block is results/ablation.md (written by ./run_all.sh ablation), line for line."""
     top = Path(__file__).resolve().parents[1]
     md = top / "results" / "ablation.md"
     if not md.exists():
         pytest.skip("results/ablation.md not written yet")
-    text = md.read_text().splitlines()
-    table = [line for line in text if line.startswith("|")]
-    readme = (top / "README.md").read_text().splitlines()
-    assert text[0] in readme, "the table's caption (seeds analyzed) differs from results/ablation.md"
-    assert table[0] in readme, "the README has no ablation table (run ./run_all.sh ablation --no-train)"
-    at = readme.index(table[0])
-    block = readme[at:at + len(table) + 1]
-    assert block[:len(table)] == table and not block[-1].startswith("|"), \
-        "the README's ablation table differs from results/ablation.md (run ./run_all.sh ablation --no-train)"
+    readme = (top / "README.md").read_text()
+    start, end = "<!-- results:ablation -->\n", "\n<!-- /results:ablation -->"
+    assert start in readme, "the README has no ablation block (scripts/readme_tables.py)"
+    block = readme[readme.index(start) + len(start):readme.index(end)]
+    assert block == md.read_text().strip(), \
+        "the README's ablation table differs from results/ablation.md (python scripts/readme_tables.py --write)"
 
 
 def test_restrict_and_overrides(grid):
