@@ -534,8 +534,8 @@ def _paper_drop(results):
 
 
 def _manifest(name):
-    import srlib
-    return pd.read_csv(Path(srlib.__file__).parent / "manifests" / f"{name}.tsv", sep="\t", comment="#")
+    from srlib.data import read_manifest
+    return pd.DataFrame(read_manifest(name), columns=["dataset", "file", "sha256"])
 
 
 def _meta(results, model):
@@ -571,7 +571,8 @@ def _download_mb(name):
     """A download's size in MB as run_all's pre-flight prints it (srlib.prepare), from srlib/download.py."""
     def make(results):
         from srlib.download import SOURCES
-        return f"{SOURCES[name].size / 1e6:,.0f}"
+        from srlib.prepare import _size
+        return _size(SOURCES[name]).removesuffix(" MB")
     return make
 
 
@@ -613,6 +614,12 @@ def _smoke_main(results):
     return str(PROFILES["smoke"]["steps"] - PROFILES["smoke"]["warmup_steps"])
 
 
+def _span(name, values, spec):
+    """Two inline values, NAME-min and NAME-max: the smallest and largest of ``values(results)``."""
+    return {f"{name}-min": lambda r: format(min(values(r)), spec),
+            f"{name}-max": lambda r: format(max(values(r)), spec)}
+
+
 ATT, PSNR_BASE, SRGAN = "Attention (ours)", "PSNR baseline (ours)", "SRGAN (ours)"
 VALUES.update({
     # data and training record
@@ -621,8 +628,7 @@ VALUES.update({
     "bsd200-listed": lambda r: str(int((_manifest("quick-train").dataset == "BSD200").sum())),
     "images-listed": lambda r: str(len(_manifest("quick-train"))),
     "smoke-main": _smoke_main,
-    "gan-l1-min": lambda r: f"{min(_gan_over_l1()):.1f}",
-    "gan-l1-max": lambda r: f"{max(_gan_over_l1()):.1f}",
+    **_span("gan-l1", lambda r: _gan_over_l1(), ".1f"),
     "gan-steps": lambda r: str(_meta(r, "attention")["config"]["steps"]
                                - _meta(r, "attention")["config"]["warmup_steps"]),
     "srgan-params-k": lambda r: f"{_meta(r, 'srgan')['parameters_G'] / 1000:.0f}",
@@ -632,12 +638,9 @@ VALUES.update({
     "srgan-adv-first": lambda r: f"{_adversarial_share(r, 'srgan', 0):.1f}",
     "srgan-adv-last": lambda r: f"{_adversarial_share(r, 'srgan', -1):.1f}",
     # Table 1 (standard protocol unless named): what whole-image inference costs the GroupNorm generators
-    "gain-min": lambda r: f"{_gain(r, [ATT, PSNR_BASE]).min():.1f}",
-    "gain-max": lambda r: f"{_gain(r, [ATT, PSNR_BASE]).max():.1f}",
-    "att-gain-min": lambda r: f"{_gain(r, [ATT]).min():.1f}",
-    "att-gain-max": lambda r: f"{_gain(r, [ATT]).max():.1f}",
-    "whole-lead-min": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).min():.1f}",
-    "whole-lead-max": lambda r: f"{(_psnr(r, SRGAN) - _psnr(r, ATT, whole=True)).max():.1f}",
+    **_span("gain", lambda r: _gain(r, [ATT, PSNR_BASE]), ".1f"),
+    **_span("att-gain", lambda r: _gain(r, [ATT]), ".1f"),
+    **_span("whole-lead", lambda r: _psnr(r, SRGAN) - _psnr(r, ATT, whole=True), ".1f"),
     "gap-psnr-max": lambda r: _at_most((_psnr(r, ATT) - _psnr(r, SRGAN)).abs().max(), 2),
     "gap-ssim-max": lambda r: _at_most((_psnr(r, ATT, column="ssim") - _psnr(r, SRGAN, column="ssim")).abs().max(), 4),
     "att-psnr-max": lambda r: _at_most(max((_psnr(r, ATT, protocol=p) - _psnr(r, PSNR_BASE, protocol=p)).abs().max()
@@ -650,8 +653,7 @@ VALUES.update({
     "att-offset-bound": lambda r: f"{math.ceil(10 * _calibrated_attention(r)[OFFSETS].abs().max().max()) / 10:.1f}",
     # Wu's Urban100 SRGAN number against the rest of the paper-protocol table
     "wu-bsd-urban": lambda r: f"{_wu('BSD100') - _wu('Urban100'):.2f}",
-    "paper-drop-min": lambda r: f"{min(_paper_drop(r)):.1f}",
-    "paper-drop-max": lambda r: f"{max(_paper_drop(r)):.1f}",
+    **_span("paper-drop", _paper_drop, ".1f"),
     "wu-urban-gain": lambda r: f"{_wu('Urban100') - _psnr(r, 'Bicubic', protocol='paper')['Urban100']:.2f}",
     "wu-bsd-gain": lambda r: f"{_wu('BSD100') - _psnr(r, 'Bicubic', protocol='paper')['BSD100']:.2f}",
     # the extent probes, the viewer, the perceptual table
@@ -663,10 +665,8 @@ VALUES.update({
     # the ablation's runs: every variant of ablation.csv's comparisons and the reference, at every seed analyzed
     "ablation-runs": _ablation_runs,
     # the ablation's loss variants: the adversarial term's share of G's gradient over seeds
-    "paper-loss-share-min": lambda r: f"{_ablation_shares(r, 'paper_loss').min():.1f}",
-    "paper-loss-share-max": lambda r: f"{_ablation_shares(r, 'paper_loss').max():.1f}",
-    "adv-control-share-min": lambda r: f"{_ablation_shares(r, 'adversarial_control').min():.0f}",
-    "adv-control-share-max": lambda r: f"{_ablation_shares(r, 'adversarial_control').max():.0f}",
+    **_span("paper-loss-share", lambda r: _ablation_shares(r, "paper_loss"), ".1f"),
+    **_span("adv-control-share", lambda r: _ablation_shares(r, "adversarial_control"), ".0f"),
 })
 
 

@@ -33,6 +33,12 @@ FIELDS = ("notebook", "profile", "seconds", "started", "load_start", "load_end",
 QUIET_SHARE = 0.1      # other processes below a tenth of the machine's CPU time: quiet
 
 
+def quiet(others_cpu_s, seconds, cpus=None):
+    """Whether the cores were quiet: the other processes used under :data:`QUIET_SHARE` of the machine's CPU
+    time during ``seconds`` of wall time."""
+    return others_cpu_s < QUIET_SHARE * max(seconds, 1) * (cpus or os.cpu_count() or 1)
+
+
 def busy_cpu_seconds(stat="/proc/stat"):
     """CPU seconds the whole machine has been busy since boot (all but idle and iowait), None without /proc."""
     try:
@@ -66,7 +72,7 @@ def record(csv_path, notebook, profile, seconds, start_mark, own_cpu_s):
     row = {"notebook": notebook, "profile": profile, "seconds": int(seconds), "started": started,
            "load_start": load_start, "load_end": f"{os.getloadavg()[0]:.2f}", "cpus": cpus,
            "own_cpu_s": f"{own_cpu_s:.1f}", "others_cpu_s": "" if others is None else f"{max(others, 0.0):.1f}",
-           "quiet": "" if others is None else "yes" if others < QUIET_SHARE * max(seconds, 1) * cpus else "no"}
+           "quiet": "" if others is None else "yes" if quiet(others, seconds, cpus) else "no"}
     path = Path(csv_path)
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     names = [r["notebook"] for r in rows]

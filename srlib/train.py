@@ -608,7 +608,7 @@ def _cost(history):
     return {"train_seconds": round(wall, 1),
             "train_cpu_seconds": round(sum(r.get("cpu_seconds", math.nan) for r in own), 1) if known else None,
             "others_cpu_seconds": round(sum(others), 1) if known else None,
-            "quiet": (sum(others) < timings.QUIET_SHARE * max(wall, 1) * (os.cpu_count() or 1)) if known else None}
+            "quiet": timings.quiet(sum(others), wall) if known else None}
 
 
 def _validate_and_checkpoint(run, row, history, step, name, t0):
