@@ -35,6 +35,12 @@ MODELS = {  # model -> (generator arch, generator loss)
     "psnr": ("attention", "l1"),
 }
 WARMUP_MODEL = {"attention": "psnr", "srgan": "srgan"}   # the run that holds an architecture's shared warm-up
+# The attention skeleton's block options (AttentionGenerator's defaults) and those that make it SRGANGenerator
+# itself: the same parameters, created in the same order, so the same initialisation from the same seed and the
+# same training (tests/test_archs.py). A warm-up of SRGAN's block in the skeleton is therefore SRGAN's warm-up.
+ATTENTION_OPTIONS = {"convs_per_block": 3, "norm": "group", "attention": "channel", "act": "prelu", "padding": "zeros"}
+SRGAN_BLOCK = {"convs_per_block": 2, "norm": "batch", "attention": "none", "act": "prelu", "padding": "zeros"}
+UNUSED_BY_SRGAN_BLOCK = ("groups", "reduction")   # GroupNorm's and channel attention's, absent from that block
 LABELS = {"bicubic": "Bicubic", "srgan": "SRGAN (ours)", "attention": "Attention (ours)",
           "psnr": "PSNR baseline (ours)"}                # how every report names a model
 
@@ -230,19 +236,32 @@ def make_config(model="attention", profile="quick", **overrides):
     return cfg
 
 
+def same_generator(arch, options):
+    """The (arch, generator options) that name the network ``arch`` builds from ``options``: the attention
+    skeleton with :data:`SRGAN_BLOCK` is ``('srgan', {})``; any other pair names itself."""
+    if arch == "attention":
+        used = {k: v for k, v in options.items() if k not in UNUSED_BY_SRGAN_BLOCK}
+        if set(used) <= set(ATTENTION_OPTIONS) and {**ATTENTION_OPTIONS, **used} == SRGAN_BLOCK:
+            return "srgan", {}
+    return arch, options
+
+
 def warmup_config(cfg):
-    """The config of the shared warm-up run for ``cfg``'s architecture (ends after its warm-up phase).
-    Fields that act only in the main phase take their defaults, so runs that differ only there share it."""
+    """The config of the shared warm-up run for ``cfg``'s generator (ends after its warm-up phase).
+    Fields that act only in the main phase take their defaults, so runs that differ only there share it; a
+    generator that is another architecture's network (:func:`same_generator`) shares that architecture's."""
     d = TrainConfig()
-    return dataclasses.replace(cfg, model=WARMUP_MODEL[cfg.arch], steps=cfg.warmup_steps, warmup_dir=None,
-                               init_from=None, lr_g=d.lr_g, lr_d=d.lr_d, adversarial=d.adversarial,
+    arch, generator = same_generator(cfg.arch, cfg.generator)
+    return dataclasses.replace(cfg, model=WARMUP_MODEL[arch], generator=generator, steps=cfg.warmup_steps,
+                               warmup_dir=None, init_from=None, lr_g=d.lr_g, lr_d=d.lr_d, adversarial=d.adversarial,
                                adv_weight=d.adv_weight, vgg_weights=d.vgg_weights,
                                vgg_on_missing=d.vgg_on_missing)
 
 
 def warmup_run_dir(cfg):
-    key = hashlib.sha256(json.dumps(plain(warmup_config(cfg)), sort_keys=True).encode()).hexdigest()[:8]
-    return Path(cfg.warmup_dir) / f"{cfg.arch}-{key}"
+    warm = warmup_config(cfg)
+    key = hashlib.sha256(json.dumps(plain(warm), sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cfg.warmup_dir) / f"{warm.arch}-{key}"
 
 
 LATER_FIELDS = {"adversarial": "saturating", "adv_weight": ADV_WEIGHT}   # added after committed runs

@@ -42,6 +42,11 @@ def test_grid_builds_every_variant(grid):
     for name in ("paper_loss", "adversarial_control"):
         a, b = (dataclasses.replace(configs[n], warmup_dir="w") for n in (name, "paper_block"))
         assert warmup_run_dir(a) == warmup_run_dir(b)
+    # srgan_block is SRGAN's generator in the attention skeleton: it shares srgan_model's warm-up (the same
+    # network, initialisation and L1 training); capacity_control (SRGAN's block at 72 channels) has its own
+    warm = {n: warmup_run_dir(dataclasses.replace(c, warmup_dir="w")) for n, c in configs.items()}
+    assert warm["srgan_block"] == warm["srgan_model"] and warm["srgan_model"].name.startswith("srgan-")
+    assert len({warm["capacity_control"], warm["srgan_model"], warm["paper_block"]}) == 3
     other = dataclasses.replace(variant_configs(grid, seed=1)["paper_block"], warmup_dir="w")
     assert warmup_run_dir(other) != warmup_run_dir(dataclasses.replace(configs["paper_block"], warmup_dir="w"))
 
@@ -226,8 +231,10 @@ def test_run_grid_trains_scores_and_reuses(grid, tmp_path):
     assert set(sweep[sweep.generator == "paper_block"].inference) == {"whole", "calibrated"}
     assert set(sweep[sweep.generator == "srgan_block"].inference) == {"calibrated"}   # nothing to calibrate
     assert sweep["psnr"].notna().all() and (sweep["extent"] == 0).sum() == 3            # one whole image each
-    # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and arch)
-    assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2 * 2     # 2 archs x 2 seeds
+    # paper_loss continued paper_block's warm-up at the same seed (one warm-up folder per seed and generator);
+    # srgan_block's generator is SRGAN's, so it continued an SRGAN warm-up, loaded into the attention skeleton
+    assert len(list((tmp_path / "warmup").glob("attention-*"))) == 2      # 2 seeds
+    assert len(list((tmp_path / "warmup").glob("srgan-*"))) == 2
     gen = tmp_path / "seed0" / "paper_block" / "generator.safetensors"
     before = gen.stat().st_mtime_ns, (tmp_path / "seed0" / "paper_block" / "scores.csv").stat().st_mtime_ns
     ablation.run_grid(small, tmp_path, datasets=["demo"])                   # everything reused
@@ -402,3 +409,17 @@ def test_records_outlive_the_runs_folder(grid, tmp_path):
     # a copy stopped midway (no record.json) is not a record
     (records / "seed0" / "srgan_block" / ablation.RECORD).unlink()
     assert ablation.collect_scores(small, runs, records=records)[1] == []
+
+
+def test_paper_budget_seed0_srgan_warm_ups_were_one_computation():
+    """Seed 0 trained srgan_block's warm-up (the attention skeleton with SRGAN's block) and srgan_model's
+    separately; their final losses and validation scores agree to every digit, which is why later seeds share
+    one warm-up (srlib.config.same_generator)."""
+    import json
+    records = Path(__file__).resolve().parents[1] / "results" / "paper-budget" / "records" / "warmup"
+    block, srgan = (json.loads((records / name / "meta.json").read_text())
+                    for name in ("attention-8e95c9e9", "srgan-c7425054"))
+    assert block["generator"]["kwargs"]["norm"] == "batch" and srgan["generator"]["arch"] == "srgan"
+    assert block["steps_done"] == srgan["steps_done"] == 4000
+    keys = ("g_loss", "pixel", "psnr", "ssim", "psnr_paper", "ssim_paper", "tune_psnr", "tune_ssim")
+    assert [block["final"][k] for k in keys] == [srgan["final"][k] for k in keys]

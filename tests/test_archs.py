@@ -133,6 +133,26 @@ def test_attention_generator_reduces_to_srgan():
         assert torch.allclose(att(x), srgan(x))
 
 
+def test_srgan_block_in_the_skeleton_is_srgan_from_the_same_seed():
+    # srlib.config.same_generator: the options that make the skeleton SRGANGenerator create the same
+    # parameters in the same order, so the same seed gives the same weights (a warm-up is shared)
+    import inspect
+    from srlib.config import ATTENTION_OPTIONS, SRGAN_BLOCK, same_generator
+    defaults = inspect.signature(AttentionGenerator).parameters
+    assert ATTENTION_OPTIONS == {k: defaults[k].default for k in ATTENTION_OPTIONS}
+    torch.manual_seed(3)
+    srgan = SRGANGenerator(n_blocks=2, n_feats=16).state_dict()
+    torch.manual_seed(3)
+    att = AttentionGenerator(n_blocks=2, n_feats=16, **SRGAN_BLOCK).state_dict()
+    assert list(att) == list(srgan) and all(torch.equal(att[k], srgan[k]) for k in srgan)
+    block = {"convs_per_block": 2, "norm": "batch", "attention": "none"}
+    assert same_generator("attention", block) == same_generator("attention", {**block, "groups": 4}) == ("srgan", {})
+    for other in ({}, {**block, "act": "relu"}, {**block, "padding": "reflect"}, {**block, "attention": "channel"},
+                  {"convs_per_block": 2, "norm": "batch"}):
+        assert same_generator("attention", other) == ("attention", other)
+    assert same_generator("srgan", {}) == ("srgan", {})
+
+
 def test_pixel_norm_normalizes_each_pixel_over_its_channels():
     from srlib.archs import PixelNorm
     torch.manual_seed(0)
