@@ -241,7 +241,7 @@ def same_generator(arch, options):
     skeleton with :data:`SRGAN_BLOCK` is ``('srgan', {})``; any other pair names itself."""
     if arch == "attention":
         used = {k: v for k, v in options.items() if k not in UNUSED_BY_SRGAN_BLOCK}
-        if set(used) <= set(ATTENTION_OPTIONS) and {**ATTENTION_OPTIONS, **used} == SRGAN_BLOCK:
+        if {**ATTENTION_OPTIONS, **used} == SRGAN_BLOCK:       # an unknown option is never SRGAN's
             return "srgan", {}
     return arch, options
 
