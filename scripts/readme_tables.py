@@ -235,6 +235,7 @@ BLOCKS = {
     "perceptual": _markdown("perceptual.md", demote=1),
     "perceptual_control": _markdown("perceptual_control.md"),
     "ablation": _markdown("ablation.md"),
+    "paper_budget_table1": _markdown("paper-budget/paper_budget_table1.md"),
     "paper_budget": _markdown("paper-budget/paper_budget.md"),
     "paper_budget_absolute": _markdown("paper-budget/paper_budget_absolute.md"),
     "speed": speed_table,

@@ -32,7 +32,8 @@ from .io import atomic_write
 from .config import from_saved, make_config
 # the ablation's figures and markdown, which notebook 06 calls as ablation.<name> (code in figures and report)
 from .figures import plot_forest, plot_seed_curves  # noqa: F401
-from .report import INFERENCE_TEXT, absolute_markdown, ablation_markdown as markdown, decimals  # noqa: F401
+from .report import (INFERENCE_TEXT, absolute_markdown, ablation_markdown as markdown, decimals,  # noqa: F401
+                     grid_table1_markdown)
 from .train import build_generator, train
 
 GRID_KEYS = {"common", "seeds", "reference", "primary_endpoint", "variants"}
@@ -40,7 +41,7 @@ OPTIONAL_KEYS = {"contrasts", "reanalysis"}
 REANALYSIS_KEYS = {"inference", "family", "contrasts_in_family", "record", "declared"}
 FAMILIES = ("all", "pooled")     # Holm over every exploratory row, or over the pooled rows only
 ENDPOINT_KEYS = {"variant", "metric", "datasets", "pooled", "level"}
-TEXT_KEYS = ("note", "todo")                   # a variant's keys that are not TrainConfig fields
+TEXT_KEYS = ("note", "todo", "label")          # a variant's keys that are not TrainConfig fields
 
 
 def load_grid(path):
@@ -283,7 +284,8 @@ def status(grid, runs_dir, records=None):
     warm-up is counted once, in its own folder), warmup_seconds (the warm-up this run continued, shared with
     the other variants of its architecture and seed), train_cpu_seconds, quiet and warmup_quiet (whether the
     cores were quiet while it and its warm-up trained: srlib.train's cost record; None for runs trained before
-    srlib measured it), cpu, device, precision; weights (its generator is in
+    srlib measured it), cpu, device, precision, vgg (SRGAN's perceptual network: its source, or why it was
+    dropped; None where the loss has none); weights (its generator is in
     ``runs_dir``) and archived (read from its record in ``records``, :func:`run_folder`)."""
     rows = []
     for seed in grid["seeds"]:
@@ -305,7 +307,7 @@ def status(grid, runs_dir, records=None):
                              train_cpu_seconds=meta.get("train_cpu_seconds"), quiet=meta.get("quiet"),
                              warmup_quiet=warm.get("quiet"),
                              cpu=meta.get("cpu"), device=meta.get("device"), precision=meta.get("precision"),
-                             weights=weights, archived=not weights and (folder / RECORD).exists()))
+                             vgg=meta.get("vgg"), weights=weights, archived=not weights and (folder / RECORD).exists()))
     return pd.DataFrame(rows)
 
 

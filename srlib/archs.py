@@ -78,7 +78,7 @@ def group_norms(model):
 
 def set_inference(model, mode):
     """'calibrated' (the default: stored statistics where calibrated) or 'whole' (every GroupNorm normalizes
-    with the statistics of the whole input, as srlib <= 0.4 scored). Returns ``model``."""
+    with the statistics of the whole input, as results/ was scored before calibration). Returns ``model``."""
     if mode not in INFERENCE:
         raise ValueError(f"inference must be one of {INFERENCE}, got {mode!r}")
     for m in group_norms(model):

@@ -102,7 +102,7 @@ def _evaluate_parser(sub):
     e.add_argument("--data-root", default=None, help="default: $SRLIB_DATA, else ./data")
     e.add_argument("--device", default=None)
     _inference(e, "calibrated (default): GroupNorm with the statistics stored at the training extent; "
-                  "whole: each image's own statistics (as srlib <= 0.4 scored)")
+                  "whole: each image's own statistics (how results/ was scored before calibration)")
     e.add_argument("--csv", default=None, help="write the table to this CSV file")
     _handler(e, "srlib.cli:_evaluate")
 

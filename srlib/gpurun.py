@@ -406,8 +406,8 @@ def gpu_results(archive, results="results/gpu", work="runs/gpu", datasets=BENCHM
     ``work/runs``), score its finished runs as the ablation does (:func:`srlib.ablation.score_run`, calibrated
     and whole-image) and write ``results``: ``<name>.md``/``.csv`` (every arm against the grid's reference,
     the declared endpoint first; ``<name>`` the grid file's stem less ``_grid``), ``<name>_whole.*`` (the
-    same, whole-image), ``<name>_absolute.*`` (each arm's mean and SD over seeds), ``<name>_runs.csv``,
-    speed.csv, log.txt and meta.json. Returns the endpoint's table."""
+    same, whole-image), ``<name>_absolute.*`` (each arm's mean and SD over seeds), ``<name>_table1.md`` (the
+    grid's Table 1 beside Wu's), ``<name>_runs.csv``, speed.csv, log.txt and meta.json. Returns the endpoint's table."""
     from . import ablation
     from .evaluate import write_csv
     results, work = Path(results), Path(work)
@@ -437,6 +437,10 @@ def gpu_results(archive, results="results/gpu", work="runs/gpu", datasets=BENCHM
         atomic_write(results / f"{name}{suffix}.md", lambda f, text=text: f.write(text.encode()))
         summary, _ = ablation.absolute_scores(scores)
         write_csv(summary, results / f"{name}_absolute{suffix}.csv", decimals=4)
+        if mode == "calibrated":             # the grid's Table 1 beside Wu's, under the default inference
+            table1 = ablation.grid_table1_markdown(summary, grid, complete, status=ablation.status(grid, runs))
+            text = table1 + notes(meta)
+            atomic_write(results / f"{name}_table1.md", lambda f, text=text: f.write(text.encode()))
         absolute += f"{label}\n\n" + "".join(ablation.absolute_markdown(summary, m, order) + "\n"
                                              for m in ("psnr", "ssim") if m in set(summary["metric"]))
     atomic_write(results / f"{name}_absolute.md", lambda f: f.write((absolute + notes(meta)).encode()))
@@ -448,8 +452,8 @@ def gpu_results(archive, results="results/gpu", work="runs/gpu", datasets=BENCHM
                       "data_root": str(data_root(root)), "archive": str(archive), "runs_dir": str(runs),
                       "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write(results / "meta.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
-    print(f"wrote {results}/ ({name}.md, {name}_whole.md, {name}_absolute.md and their CSVs, {name}_runs.csv, "
-          f"speed.csv, meta.json); the runs stay in {runs}")
+    print(f"wrote {results}/ ({name}.md, {name}_whole.md, {name}_absolute.md and their CSVs, {name}_table1.md, "
+          f"{name}_runs.csv, speed.csv, meta.json); the runs stay in {runs}")
     return tables["calibrated"]
 
 

@@ -214,8 +214,8 @@ def table1_markdown(summary, vgg=None, accounting=None):
                     f"{m.offset_b[d]:+.1f}" if d in m.index else "–" for d in datasets) + " |")
         out.append("### Inference modes (standard protocol)\n\nPSNR (dB) / SSIM / mean offset SR - HR in 8-bit "
                    "levels (R G B), x4. Calibrated: GroupNorm with statistics stored at the training extent (the "
-                   "default everywhere); whole-image: GroupNorm with each image's own statistics, how srlib <= 0.4 "
-                   "scored (results/extent.csv shows why it shifts the colours).\n\n"
+                   "default everywhere); whole-image: GroupNorm with each image's own statistics, how results/ "
+                   "was scored before calibration (results/extent.csv shows why it shifts the colours).\n\n"
                    "| Method | Inference | " + " | ".join(datasets) + " |\n|---|---|" + "---|" * len(datasets)
                    + "\n" + "\n".join(rows) + "\n")
     notes = ["Ours: mean over images of per_image.csv (table1.csv holds the means with image counts), under the "
@@ -262,6 +262,46 @@ def absolute_markdown(summary, metric="psnr", datasets=None):
                  if x in g.index else "" for x in sets]
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def grid_table1_markdown(summary, grid, complete, datasets=None, status=None):
+    """A grid's Table 1: each variant's PSNR (mean ± SD over seeds) / SSIM (mean) per dataset, standard
+    protocol, beside Wu's Table 1 and the published standard-protocol anchors (:mod:`srlib.reference`).
+    ``summary``: :func:`srlib.ablation.absolute_scores`' of the default inference; ``complete``: the seeds in
+    it. A variant is shown as its ``label`` in the grid (else its name). ``status`` (:func:`srlib.ablation.status`)
+    adds what its runs used for SRGAN's perceptual term."""
+    sets = list(datasets or grid["primary_endpoint"]["datasets"])
+    ours = summary[summary["dataset"].isin(sets)].set_index(["variant", "metric", "dataset"])
+    have = set(ours.index)
+    rows = []
+    for v in dict.fromkeys(summary["variant"]):
+        label = (grid["variants"].get(v) or {}).get("label")
+        cells = [f"{ours.loc[(v, 'psnr', d), 'mean']:.2f} ± {_fmt(ours.loc[(v, 'psnr', d), 'sd'], '.2f')} / "
+                 f"{ours.loc[(v, 'ssim', d), 'mean']:.4f}" if {(v, "psnr", d), (v, "ssim", d)} <= have else "–"
+                 for d in sets]
+        rows.append(f"| {v}{f': {label}' if label else ''} | standard | " + " | ".join(cells) + " |")
+    for published, protocol in ((reference.PAPER_TABLE1, "unstated"), (reference.PUBLISHED_STANDARD, "standard")):
+        for name, vals in published.items():
+            rows.append(f"| *{name}* | {protocol} | " + " | ".join(_cell(vals.get(d), True) for d in sets) + " |")
+    steps = grid["common"].get("steps")
+    return (f"PSNR (dB) / SSIM, x4, at {steps} generator steps. Ours: mean over {len(complete)} seeds "
+            f"({', '.join(map(str, complete)) or 'none'}; PSNR ± SD over seeds), standard protocol (Y, 4-pixel "
+            "border shaved, MATLAB bicubic LR), default inference (GroupNorm calibrated at the training extent). "
+            "Wu's Table 1 does not state its protocol (the code base it follows scores RGB over the whole image, "
+            "about 1.5 to 1.9 dB below the standard protocol's PSNR on the same images): its rows are not on our "
+            "scale.\n\n"
+            "| model | protocol | " + " | ".join(sets) + " |\n|---|---|" + "---|" * len(sets) + "\n"
+            + "\n".join(rows) + "\n" + _vgg_notes(status, complete))
+
+
+def _vgg_notes(status, complete):
+    """One line per variant whose runs (of the ``complete`` seeds) have a perceptual term: what its VGG16 was."""
+    if status is None or "vgg" not in status:
+        return ""
+    done = status[status["seed"].isin(complete) & status["vgg"].notna() & (status["vgg"] != "not used")]
+    return "".join(["\n"] * (len(done) > 0) + [f"- {v}: SRGAN's perceptual term (VGG16): "
+                                                 f"{'; '.join(dict.fromkeys(g['vgg']))}\n"
+                                                 for v, g in done.groupby("variant", sort=False)])
 
 
 def ablation_markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None, inference=None,

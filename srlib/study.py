@@ -69,7 +69,7 @@ def benchmark(runs_dir, datasets=BENCHMARKS, root=None, results_dir="results", p
         print(f"scoring {LABELS[model]} on {', '.join(datasets)}", flush=True)
         frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
                                progress=progress, perceptual=perceptual, cache=cache))
-        if frames[-1]["inference"].iloc[0] == "calibrated":    # GroupNorm: also as srlib <= 0.4 scored it
+        if frames[-1]["inference"].iloc[0] == "calibrated":    # GroupNorm: also as scored before calibration
             frames.append(evaluate(str(folder / GENERATOR_FILE), datasets, root, label=LABELS[model],
                                    progress=progress, inference="whole", cache=cache))
     per_image = pd.concat(frames, ignore_index=True)

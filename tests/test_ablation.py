@@ -151,6 +151,33 @@ def test_absolute_scores_mean_and_sd_over_seeds(grid):
     assert line.split(" | ")[1] == f"{row['mean']:.2f} ± {row['sd']:.2f} (3)"
 
 
+def test_grid_table1_beside_wu_and_the_published_anchors(grid):
+    scores = _synthetic(grid, effects={"no_norm": {0: 1.0, 1: 2.0, 2: 3.0}})
+    scores = pd.concat([scores, scores.assign(metric="ssim", value=scores["value"] / 40)], ignore_index=True)
+    scores = scores[~((scores.variant == "no_norm") & (scores.dataset == "Urban100"))]   # a set not scored
+    summary, _ = ablation.absolute_scores(scores)
+    grid = {**grid, "variants": {**grid["variants"], "paper_block": {**grid["variants"]["paper_block"],
+                                                                      "label": "the baseline"}}}
+    status = pd.DataFrame([dict(seed=s, variant=v, vgg=vgg) for s in (0, 1, 2, 3)
+                           for v, vgg in (("paper_block", "not used"), ("srgan_model", f"dropped {s // 2}"))])
+    md = ablation.grid_table1_markdown(summary, grid, [0, 1, 2], status=status)
+    lines = md.splitlines()
+    assert "at 500 generator steps" in lines[0] and "mean over 3 seeds (0, 1, 2;" in lines[0]
+    assert lines[2] == "| model | protocol | Set5 | Set14 | BSD100 | Urban100 |"
+    row = summary.set_index(["variant", "metric", "dataset"])
+    psnr, ssim = row.loc[("no_norm", "psnr", "Set5")], row.loc[("no_norm", "ssim", "Set5")]
+    no_norm = next(x for x in lines if x.startswith("| no_norm |"))
+    assert no_norm.split(" | ")[1:3] == ["standard", f"{psnr['mean']:.2f} ± {psnr['sd']:.2f} / {ssim['mean']:.4f}"]
+    assert no_norm.endswith("| – |")                                    # no Urban100 scores: no cell
+    assert any(x.startswith("| paper_block: the baseline | standard | ") for x in lines)
+    assert "| *New model (Wu, Table 1)* | unstated | 26.73 / 0.84 | 23.57 / 0.73 | 23.70 / 0.69 | 21.33 / 0.72 |" \
+        in lines
+    assert "| *SRGAN (Ledig et al., Table 2)* | standard | 29.40 / 0.8472 | 26.02 / 0.7397 | 25.16 / 0.6688 | – |" \
+        in lines
+    assert lines[-1] == "- srgan_model: SRGAN's perceptual term (VGG16): dropped 0; dropped 1"   # seed 3 not in
+    assert not any("paper_block: SRGAN's" in x for x in lines)              # 'not used' is not a note
+
+
 def test_markdown_table(grid):
     effects = {"srgan_block": {0: 0.1, 1: 0.2, 2: 0.3}, "srgan_model": {0: 1.0, 1: 1.0, 2: 1.3},
                "paper_loss": {0: 0.5, 1: 0.5, 2: 0.8}}

@@ -90,8 +90,8 @@ def test_calibration_makes_the_output_independent_of_extent():
 
 
 def test_calibration_survives_the_generator_file(tmp_path):
-    """The statistics are buffers saved in generator.safetensors; a file without them (srlib <= 0.4) loads as
-    uncalibrated, warns and runs whole-image inference; 'whole' switches a calibrated file back."""
+    """The statistics are buffers saved in generator.safetensors; a file without them (written before calibration)
+    loads as uncalibrated, warns and runs whole-image inference; 'whole' switches a calibrated file back."""
     model = calibration.calibrate(tiny(), crops())
     gen = {"arch": "attention", "kwargs": model.config["kwargs"], "scale": 4}
     save_generator(tmp_path / "g.safetensors", model.state_dict(), gen)

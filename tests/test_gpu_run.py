@@ -65,7 +65,13 @@ def test_results_from_the_dry_archive(dry_run, tmp_path):
     assert main(["gpu-results", str(tmp / "out"), "--results", str(out), "--work", str(work),
                  "--datasets", "Set5"]) == 0
     assert {"paper_budget.md", "paper_budget.csv", "paper_budget_whole.csv", "paper_budget_absolute.md",
-            "paper_budget_runs.csv", "speed.csv", "meta.json", "log.txt"} <= {p.name for p in out.iterdir()}
+            "paper_budget_runs.csv", "paper_budget_table1.md", "speed.csv", "meta.json", "log.txt"} \
+        <= {p.name for p in out.iterdir()}
+    table1 = (out / "paper_budget_table1.md").read_text()       # the grid's Table 1 beside Wu's, on Set5 here
+    assert "| model | protocol | Set5 |" in table1
+    assert "| *New model (Wu, Table 1)* | unstated | 26.73 / 0.84 |" in table1
+    assert "| paper_model: the paper's model (its generator and loss) | standard | " in table1 and "Dry run" in table1
+    assert "- srgan_model: SRGAN's perceptual term (VGG16): dropped: no ImageNet VGG16" in table1
     md = (out / "paper_budget.md").read_text()
     assert "Dry run" in md and "| **srgan_block - paper_block (primary)** |" in md and "srgan_model - paper_model" in md
     assert "Seeds analyzed: 2 of 2 (0, 1)" in md and "dropped: no ImageNet VGG16" in md
