@@ -438,7 +438,7 @@ def gpu_results(archive, results="results/gpu", work="runs/gpu", datasets=BENCHM
         summary, _ = ablation.absolute_scores(scores)
         write_csv(summary, results / f"{name}_absolute{suffix}.csv", decimals=4)
         if mode == "calibrated":             # the grid's Table 1 beside Wu's, under the default inference
-            table1 = ablation.grid_table1_markdown(summary, grid, complete, status=ablation.status(grid, runs))
+            table1 = ablation.grid_table1_markdown(summary, grid, complete, status=status)
             text = table1 + notes(meta)
             atomic_write(results / f"{name}_table1.md", lambda f, text=text: f.write(text.encode()))
         absolute += f"{label}\n\n" + "".join(ablation.absolute_markdown(summary, m, order) + "\n"

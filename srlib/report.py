@@ -270,26 +270,36 @@ def grid_table1_markdown(summary, grid, complete, datasets=None, status=None):
     ``summary``: :func:`srlib.ablation.absolute_scores`' of the default inference; ``complete``: the seeds in
     it. A variant is shown as its ``label`` in the grid (else its name). ``status`` (:func:`srlib.ablation.status`)
     adds what its runs used for SRGAN's perceptual term."""
+    from .ablation import _config
     sets = list(datasets or grid["primary_endpoint"]["datasets"])
     ours = summary[summary["dataset"].isin(sets)].set_index(["variant", "metric", "dataset"])
     have = set(ours.index)
+
+    def cell(v, d):
+        if (v, "psnr", d) not in have:
+            return "–"
+        psnr = ours.loc[(v, "psnr", d)]
+        text = f"{psnr['mean']:.2f}" + ("" if pd.isna(psnr["sd"]) else f" ± {psnr['sd']:.2f}")
+        return text + (f" / {ours.loc[(v, 'ssim', d), 'mean']:.4f}" if (v, "ssim", d) in have else "")
+
     rows = []
     for v in dict.fromkeys(summary["variant"]):
         label = (grid["variants"].get(v) or {}).get("label")
-        cells = [f"{ours.loc[(v, 'psnr', d), 'mean']:.2f} ± {_fmt(ours.loc[(v, 'psnr', d), 'sd'], '.2f')} / "
-                 f"{ours.loc[(v, 'ssim', d), 'mean']:.4f}" if {(v, "psnr", d), (v, "ssim", d)} <= have else "–"
-                 for d in sets]
-        rows.append(f"| {v}{f': {label}' if label else ''} | standard | " + " | ".join(cells) + " |")
+        rows.append(f"| {v}{f': {label}' if label else ''} | standard | " + " | ".join(cell(v, d) for d in sets)
+                    + " |")
     for published, protocol in ((reference.PAPER_TABLE1, "unstated"), (reference.PUBLISHED_STANDARD, "standard")):
         for name, vals in published.items():
             rows.append(f"| *{name}* | {protocol} | " + " | ".join(_cell(vals.get(d), True) for d in sets) + " |")
-    steps = grid["common"].get("steps")
-    return (f"PSNR (dB) / SSIM, x4, at {steps} generator steps. Ours: mean over {len(complete)} seeds "
-            f"({', '.join(map(str, complete)) or 'none'}; PSNR ± SD over seeds), standard protocol (Y, 4-pixel "
-            "border shaved, MATLAB bicubic LR), default inference (GroupNorm calibrated at the training extent). "
-            "Wu's Table 1 does not state its protocol (the code base it follows scores RGB over the whole image, "
-            "about 1.5 to 1.9 dB below the standard protocol's PSNR on the same images): its rows are not on our "
-            "scale.\n\n"
+    cfg = _config(grid, grid["reference"], grid["seeds"][0])
+    seeds = (f"mean over {len(complete)} seed{'s' * (len(complete) != 1)} ({', '.join(map(str, complete))}; "
+             f"PSNR ± SD over seeds)" if complete else "no seed complete yet")
+    warm = f" ({cfg.warmup_steps} of them a shared L1 warm-up, then each arm's own loss)" if cfg.warmup_steps else ""
+    return (f"PSNR (dB) / SSIM, x4, at {cfg.steps} generator steps{warm}. Ours: {seeds}, standard protocol (Y, "
+            "4-pixel border shaved, MATLAB bicubic LR), default inference (GroupNorm calibrated at the training "
+            "extent). Wu's Table 1 does not state its protocol. Its training loop follows a public SRGAN code base "
+            "whose evaluation is RGB over the whole image; RGB PSNR alone runs about 1.5 to 1.9 dB below Y PSNR on "
+            "the same images, and that code's border, rounding and LR resizing differ too. So its rows are not on "
+            "our scale.\n\n"
             "| model | protocol | " + " | ".join(sets) + " |\n|---|---|" + "---|" * len(sets) + "\n"
             + "\n".join(rows) + "\n" + _vgg_notes(status, complete))
 

@@ -403,7 +403,7 @@ def _decide_resume(cfg, out, resume, force):
                           RuntimeWarning, stacklevel=5)
             force = True
         elif done.get("status") == "complete" and done.get("config") == plain(cfg):
-            if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # a run of srlib <= 0.1 (.pt)
+            if not (out / GENERATOR_FILE).exists() and ckpt_path.exists():     # an early run (generator.pt)
                 _export(out / GENERATOR_FILE, load_checkpoint(ckpt_path), done)
             if (out / GENERATOR_FILE).exists():    # finished; also a committed run without its resume checkpoint
                 if calibration.calibrate_run(out, cfg.data_root):   # trained before calibration existed

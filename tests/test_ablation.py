@@ -176,6 +176,11 @@ def test_grid_table1_beside_wu_and_the_published_anchors(grid):
         in lines
     assert lines[-1] == "- srgan_model: SRGAN's perceptual term (VGG16): dropped 0; dropped 1"   # seed 3 not in
     assert not any("paper_block: SRGAN's" in x for x in lines)              # 'not used' is not a note
+    one, _ = ablation.absolute_scores(scores[scores.seed == 0])
+    md = ablation.grid_table1_markdown(one, grid, [0])                      # one seed: no SD to show
+    assert "mean over 1 seed (0;" in md and "±" not in next(x for x in md.splitlines() if x.startswith("| no_norm |"))
+    assert "(425 of them a shared L1 warm-up" in md
+    assert "no seed complete yet" in ablation.grid_table1_markdown(one.iloc[:0], grid, [])
 
 
 def test_markdown_table(grid):

@@ -63,7 +63,7 @@ def test_finished_runs_are_reused_and_old_exports_migrated(tmp_path):
     (out / "checkpoint.pt").rename(tmp_path / "checkpoint.pt")     # as committed: no resume checkpoint
     assert T.train(cfg, out)["status"] == "complete"
     assert (out / "generator.safetensors").stat().st_mtime_ns == stamp and not (out / "checkpoint.pt").exists()
-    # a run of srlib 0.1: generator.pt beside its checkpoint; reusing it exports the safetensors file
+    # an early run: generator.pt beside its checkpoint; reusing it exports the safetensors file
     (tmp_path / "checkpoint.pt").rename(out / "checkpoint.pt")
     (out / "generator.safetensors").unlink()
     save_checkpoint(out / "generator.pt", {"format": "srlib-checkpoint-v1"})

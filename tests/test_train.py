@@ -357,7 +357,7 @@ def test_checkpoint_from_before_a_config_field_resumes(tmp_path):
     assert T.train(smoke("psnr", steps=2, warmup_steps=0), tmp_path / "run")["steps_done"] == 2
     with pytest.raises(ValueError, match="tune_set"):
         T.train(smoke("psnr", steps=4, warmup_steps=0, tune_set="demo"), tmp_path / "run")
-    del ck["step"]                 # an epoch-based run of srlib 0.1 (its meta.json holds another config)
+    del ck["step"]                 # an early, epoch-based run (its meta.json holds another config)
     save_checkpoint(path, ck)
     (tmp_path / "run" / "meta.json").unlink()
     with pytest.raises(ValueError, match="epoch-based checkpoint"):
