@@ -309,9 +309,9 @@ def _vgg_notes(status, complete):
     if status is None or "vgg" not in status:
         return ""
     done = status[status["seed"].isin(complete) & status["vgg"].notna() & (status["vgg"] != "not used")]
-    return "".join(["\n"] * (len(done) > 0) + [f"- {v}: SRGAN's perceptual term (VGG16): "
-                                                 f"{'; '.join(dict.fromkeys(g['vgg']))}\n"
-                                                 for v, g in done.groupby("variant", sort=False)])
+    lines = [f"- {v}: SRGAN's perceptual term (VGG16): {'; '.join(dict.fromkeys(g['vgg']))}\n"
+             for v, g in done.groupby("variant", sort=False)]
+    return "\n" + "".join(lines) if lines else ""
 
 
 def ablation_markdown(table, grid, complete, metrics=("psnr", "ssim"), level=None, path=None, inference=None,
